@@ -1,0 +1,1 @@
+//! The evfold command-line tool.

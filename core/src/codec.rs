@@ -1,0 +1,178 @@
+//! The JSONL record codec: one event per line, a fixed-width CRC-32C as the last key, and a pure
+//! scanner that returns the valid records of a log and classifies how the log ends.
+//!
+//! A line is `{"seq":1,"pos":7,"id":"…","type":"…","data":…,"ts":…,"meta":{…},"crc":"89abcdef"}\n`.
+//! The CRC covers every byte before `,"crc"`, so a line is verified without parsing JSON, and it is
+//! always the last 17 bytes before the newline: `,"crc":"xxxxxxxx"}`.
+
+use crc::{Crc, CRC_32_ISCSI};
+
+use crate::types::EventRecord;
+
+const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// `,"crc":"` + 8 hex digits + `"}`.
+const CRC_SUFFIX_LEN: usize = 17;
+const CRC_KEY: &[u8] = b",\"crc\":\"";
+
+/// Encodes one record as a complete line, newline included.
+pub fn encode_record(record: &EventRecord) -> Vec<u8> {
+    let mut line = serde_json::to_vec(record).expect("an EventRecord always serializes");
+    debug_assert_eq!(line.last(), Some(&b'}'));
+    line.pop();
+    let crc = CRC32C.checksum(&line);
+    line.extend_from_slice(CRC_KEY);
+    line.extend_from_slice(format!("{crc:08x}").as_bytes());
+    line.extend_from_slice(b"\"}\n");
+    line
+}
+
+/// Why a complete line is not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line does not end with `,"crc":"xxxxxxxx"}`.
+    #[error("no CRC suffix")]
+    NoCrc,
+    /// The stored CRC does not match the bytes.
+    #[error("CRC mismatch: stored {stored:08x}, computed {computed:08x}")]
+    CrcMismatch {
+        /// CRC written in the line.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// The CRC matches but the JSON does not decode as a record.
+    #[error("bad record JSON: {0}")]
+    BadJson(String),
+    /// The record's `seq` breaks the stream's 1, 2, 3, … order.
+    #[error("seq {found} where {expected} was expected")]
+    BadSeq {
+        /// Expected seq.
+        expected: u64,
+        /// Seq in the line.
+        found: u64,
+    },
+    /// The line holds NUL bytes (zero-filled blocks after a crash).
+    #[error("NUL bytes in line")]
+    Nul,
+}
+
+/// Verifies and decodes one line (without its trailing newline).
+pub fn decode_line(line: &[u8]) -> Result<EventRecord, LineError> {
+    if line.contains(&0) {
+        return Err(LineError::Nul);
+    }
+    if line.len() < CRC_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+        return Err(LineError::NoCrc);
+    }
+    let (body, suffix) = line.split_at(line.len() - CRC_SUFFIX_LEN);
+    if !suffix.starts_with(CRC_KEY) {
+        return Err(LineError::NoCrc);
+    }
+    let hex = &suffix[CRC_KEY.len()..CRC_KEY.len() + 8];
+    let stored = std::str::from_utf8(hex)
+        .ok()
+        .filter(|h| h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or(LineError::NoCrc)?;
+    let computed = CRC32C.checksum(body);
+    if stored != computed {
+        return Err(LineError::CrcMismatch { stored, computed });
+    }
+    let mut json = Vec::with_capacity(body.len() + 1);
+    json.extend_from_slice(body);
+    json.push(b'}');
+    serde_json::from_slice(&json).map_err(|e| LineError::BadJson(e.to_string()))
+}
+
+/// Where a scan starts: byte offset and line number of the first byte given, and the `seq` the
+/// first record must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStart {
+    /// Byte offset in the file of the first byte passed to the scanner.
+    pub offset: u64,
+    /// 1-based line number of that byte's line.
+    pub line: u64,
+    /// `seq` the first record must carry.
+    pub next_seq: u64,
+}
+
+impl Default for ScanStart {
+    fn default() -> Self {
+        ScanStart { offset: 0, line: 1, next_seq: 1 }
+    }
+}
+
+/// How a log ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEnd {
+    /// Every byte belongs to a valid, complete line.
+    Clean,
+    /// The last line is incomplete (no newline) or zero-filled: a torn write. Everything before
+    /// `valid_len` is good; the `torn_len` bytes after it should be quarantined and truncated.
+    Torn {
+        /// Length in bytes (file offset) of the valid prefix.
+        valid_len: u64,
+        /// Bytes after it.
+        torn_len: u64,
+    },
+    /// A complete line is invalid: the log is corrupt from `offset` on. Never skipped.
+    Corrupt {
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line's first byte.
+        offset: u64,
+        /// What is wrong with it.
+        error: LineError,
+    },
+}
+
+/// The result of scanning a log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scan {
+    /// Valid records, in order (those before any corruption).
+    pub records: Vec<EventRecord>,
+    /// Byte offset (file offset) just after the last valid record.
+    pub valid_len: u64,
+    /// How the log ends.
+    pub end: LogEnd,
+}
+
+/// Scans `bytes` (a log, or its tail starting at `start`) into records and an end classification.
+pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    let mut line_no = start.line;
+    let mut next_seq = start.next_seq;
+    let abs = |i: usize| start.offset + i as u64;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
+            return Scan { records, valid_len: abs(at), end };
+        };
+        let line = &rest[..nl];
+        let is_last = at + nl + 1 == bytes.len();
+        let record = decode_line(line).and_then(|r| {
+            if r.seq == next_seq {
+                Ok(r)
+            } else {
+                Err(LineError::BadSeq { expected: next_seq, found: r.seq })
+            }
+        });
+        match record {
+            Ok(r) => records.push(r),
+            Err(LineError::Nul) if is_last || rest[nl + 1..].iter().all(|&b| b == 0 || b == b'\n') => {
+                let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
+                return Scan { records, valid_len: abs(at), end };
+            }
+            Err(error) => {
+                let end = LogEnd::Corrupt { line: line_no, offset: abs(at), error };
+                return Scan { records, valid_len: abs(at), end };
+            }
+        }
+        next_seq += 1;
+        line_no += 1;
+        at += nl + 1;
+    }
+    Scan { records, valid_len: abs(at), end: LogEnd::Clean }
+}

@@ -1,0 +1,391 @@
+//! Domain traits: the typed `Aggregate` / `Projection` / `ProcessManager` that Rust users write,
+//! the object-safe JSON-level traits the machines (and WASM plugins) speak, and the blanket
+//! adapters from the first to the second.
+//!
+//! Commands and events cross the JSON boundary as [`Payload`]s. A typed enum maps to a payload
+//! by serde's adjacent tagging, the convention of the peer crate:
+//! `#[serde(tag = "type", content = "data")]` turns `Deposited { amount: 5 }` into
+//! `{"type":"Deposited","data":{"amount":5}}`, and a unit variant into `{"type":"Opened"}`.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::types::{CommandContext, Payload, StoredEvent, StreamId};
+
+/// A domain model: decides commands into events and folds events into state.
+///
+/// `Command` and `Event` must be adjacently tagged serde enums (see the module doc).
+pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stream type name, a path-safe name such as `bank-account`.
+    const AGGREGATE_TYPE: &'static str;
+    /// What callers ask for.
+    type Command: Serialize + DeserializeOwned + Send + 'static;
+    /// What happened.
+    type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// Why a command was refused.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Decides a command against the current state. Pure: no IO, no clock.
+    fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+    /// Folds one event into the state. Must not fail: events are facts.
+    fn apply(self, event: &Self::Event) -> Self;
+}
+
+/// A read model folded from events of any stream, in store-wide order.
+pub trait Projection: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Unique name; also the checkpoint directory name.
+    const NAME: &'static str;
+    /// Folds one event (of any aggregate type: ignore what you do not need).
+    fn apply(&mut self, event: &StoredEvent);
+}
+
+/// A workflow that reacts to events with commands for other aggregates.
+pub trait ProcessManager: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Unique name; also the checkpoint directory name.
+    const NAME: &'static str;
+    /// Folds one event and returns the commands it causes (possibly none).
+    fn react(&mut self, event: &StoredEvent) -> Vec<CommandEnvelope>;
+}
+
+/// A command addressed to one aggregate instance, as process managers and the command bus send it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandEnvelope {
+    /// Target aggregate type + instance id.
+    pub target: StreamId,
+    /// The command as type name + JSON data.
+    pub command: Payload,
+    /// Who and why.
+    pub context: CommandContext,
+}
+
+impl CommandEnvelope {
+    /// Addresses a typed command to aggregate `A`, instance `instance_id`.
+    pub fn to<A: Aggregate>(instance_id: &str, command: &A::Command, context: CommandContext) -> Result<Self, Fault> {
+        let target = StreamId::new(A::AGGREGATE_TYPE, instance_id).map_err(Fault::new)?;
+        Ok(CommandEnvelope { target, command: to_payload(command)?, context })
+    }
+}
+
+/// A domain "no": the command was refused and produced nothing.
+#[derive(Clone)]
+pub struct Rejection {
+    /// Human-readable reason (the error's `Display`).
+    pub message: String,
+    /// The typed error, when the aggregate is native Rust (`A::Error`): hosts downcast it.
+    pub error: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Rejection {
+    /// A rejection carrying only a message (plugins, JSON-level code).
+    pub fn message(message: impl Into<String>) -> Self {
+        Rejection { message: message.into(), error: None }
+    }
+}
+
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Rejection").field(&self.message).finish()
+    }
+}
+
+impl PartialEq for Rejection {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Domain code failed to run (not a domain "no"): a payload that does not decode, a plugin trap,
+/// a plugin out of fuel. Carries the source error so hosts can downcast it (e.g. to a plugin error).
+#[derive(Clone)]
+pub struct Fault(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl Fault {
+    /// Wraps any error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Fault(Arc::new(error))
+    }
+    /// A fault with only a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Fault::new(MessageError(message.into()))
+    }
+    /// The source error, for downcasting.
+    pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fault({})", self.0)
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq for Fault {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct MessageError(String);
+
+/// The outcome of deciding one command at the JSON level: events, or a domain rejection.
+pub type Decision = Result<Vec<Payload>, Rejection>;
+
+/// One live aggregate instance at the JSON level. Object-safe: the machines hold a
+/// `Box<dyn DynAggregate>`, whether the code behind it is typed Rust or a WASM plugin.
+///
+/// Methods take `&mut self` because a plugin instance needs its engine store mutably. After any
+/// `Err(Fault)` the machine calls [`DynAggregate::reset`] and reloads from durable state.
+pub trait DynAggregate: Send {
+    /// Stream type name.
+    fn aggregate_type(&self) -> &str;
+    /// Decides a command against the current state, without changing it.
+    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault>;
+    /// Folds events into the state, in order.
+    fn apply(&mut self, events: &[Payload]) -> Result<(), Fault>;
+    /// The state as JSON (what `state()` returns and snapshots store).
+    fn snapshot(&mut self) -> Result<Value, Fault>;
+    /// Replaces the state with a snapshot taken by [`DynAggregate::snapshot`].
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault>;
+    /// Back to the initial (empty-stream) state; a plugin rebuilds its instance here.
+    fn reset(&mut self) -> Result<(), Fault>;
+}
+
+/// Makes fresh instances of one aggregate type (a registry entry).
+pub trait AggregateFactory: Send + Sync {
+    /// Stream type name.
+    fn aggregate_type(&self) -> &str;
+    /// A new instance in the initial state.
+    fn instantiate(&self) -> Result<Box<dyn DynAggregate>, Fault>;
+}
+
+/// A projection at the JSON level (typed Rust or plugin).
+pub trait DynProjection: Send {
+    /// Unique name.
+    fn name(&self) -> &str;
+    /// Folds events, in store-wide order.
+    fn apply(&mut self, events: &[StoredEvent]) -> Result<(), Fault>;
+    /// The read model as JSON (checkpointed together with the position).
+    fn snapshot(&mut self) -> Result<Value, Fault>;
+    /// Replaces the read model.
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault>;
+    /// Back to the empty read model.
+    fn reset(&mut self) -> Result<(), Fault>;
+}
+
+/// A process manager at the JSON level.
+pub trait DynProcessManager: Send {
+    /// Unique name.
+    fn name(&self) -> &str;
+    /// Folds one event and returns the commands it causes.
+    fn react(&mut self, event: &StoredEvent) -> Result<Vec<CommandEnvelope>, Fault>;
+    /// The workflow state as JSON.
+    fn snapshot(&mut self) -> Result<Value, Fault>;
+    /// Replaces the workflow state.
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault>;
+    /// Back to the initial state.
+    fn reset(&mut self) -> Result<(), Fault>;
+}
+
+/// Why a typed value and a payload did not convert.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// serde refused the value.
+    #[error("{type_name}: {source}")]
+    Serde {
+        /// The Rust type or variant involved.
+        type_name: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The value did not serialize as `{"type": "...", "data": ...}`.
+    #[error("{0} does not serialize as an adjacently tagged enum; add #[serde(tag = \"type\", content = \"data\")]")]
+    NotTagged(&'static str),
+}
+
+/// Converts a typed command or event into a payload (adjacently tagged serde enum).
+pub fn to_payload<T: Serialize>(value: &T) -> Result<Payload, Fault> {
+    let name = std::any::type_name::<T>();
+    let json = serde_json::to_value(value)
+        .map_err(|source| Fault::new(PayloadError::Serde { type_name: name.to_owned(), source }))?;
+    let Value::Object(mut map) = json else {
+        return Err(Fault::new(PayloadError::NotTagged(name)));
+    };
+    let Some(Value::String(type_name)) = map.remove("type") else {
+        return Err(Fault::new(PayloadError::NotTagged(name)));
+    };
+    let data = map.remove("data").unwrap_or(Value::Null);
+    if !map.is_empty() {
+        return Err(Fault::new(PayloadError::NotTagged(name)));
+    }
+    Ok(Payload { type_name, data })
+}
+
+/// Converts a payload back into a typed command or event.
+pub fn from_payload<T: DeserializeOwned>(payload: &Payload) -> Result<T, Fault> {
+    let mut map = serde_json::Map::new();
+    map.insert("type".into(), Value::String(payload.type_name.clone()));
+    if !payload.data.is_null() {
+        map.insert("data".into(), payload.data.clone());
+    }
+    serde_json::from_value(Value::Object(map))
+        .map_err(|source| Fault::new(PayloadError::Serde { type_name: payload.type_name.clone(), source }))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Value, Fault> {
+    serde_json::to_value(value)
+        .map_err(|source| Fault::new(PayloadError::Serde { type_name: std::any::type_name::<T>().to_owned(), source }))
+}
+
+fn from_json<T: DeserializeOwned>(value: &Value) -> Result<T, Fault> {
+    serde_json::from_value(value.clone())
+        .map_err(|source| Fault::new(PayloadError::Serde { type_name: std::any::type_name::<T>().to_owned(), source }))
+}
+
+/// The blanket adapter: a typed aggregate's state, driven at the JSON level.
+pub struct TypedAggregate<A: Aggregate> {
+    state: A,
+}
+
+impl<A: Aggregate> Default for TypedAggregate<A> {
+    fn default() -> Self {
+        TypedAggregate { state: A::default() }
+    }
+}
+
+impl<A: Aggregate> TypedAggregate<A> {
+    /// The typed state.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+}
+
+impl<A: Aggregate> DynAggregate for TypedAggregate<A> {
+    fn aggregate_type(&self) -> &str {
+        A::AGGREGATE_TYPE
+    }
+
+    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
+        let command: A::Command = from_payload(command)?;
+        match self.state.handle(command) {
+            Ok(events) => Ok(Ok(events.iter().map(to_payload).collect::<Result<_, _>>()?)),
+            Err(error) => Ok(Err(Rejection { message: error.to_string(), error: Some(Arc::new(error)) })),
+        }
+    }
+
+    fn apply(&mut self, events: &[Payload]) -> Result<(), Fault> {
+        for payload in events {
+            let event: A::Event = from_payload(payload)?;
+            self.state = std::mem::take(&mut self.state).apply(&event);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Value, Fault> {
+        to_json(&self.state)
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault> {
+        self.state = from_json(snapshot)?;
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<(), Fault> {
+        self.state = A::default();
+        Ok(())
+    }
+}
+
+/// Factory for a typed aggregate.
+pub struct TypedAggregateFactory<A>(PhantomData<fn() -> A>);
+
+impl<A> Default for TypedAggregateFactory<A> {
+    fn default() -> Self {
+        TypedAggregateFactory(PhantomData)
+    }
+}
+
+impl<A: Aggregate> AggregateFactory for TypedAggregateFactory<A> {
+    fn aggregate_type(&self) -> &str {
+        A::AGGREGATE_TYPE
+    }
+    fn instantiate(&self) -> Result<Box<dyn DynAggregate>, Fault> {
+        Ok(Box::new(TypedAggregate::<A>::default()))
+    }
+}
+
+/// The blanket adapter for typed projections.
+#[derive(Default)]
+pub struct TypedProjection<P: Projection> {
+    /// The typed read model.
+    pub state: P,
+}
+
+impl<P: Projection> DynProjection for TypedProjection<P> {
+    fn name(&self) -> &str {
+        P::NAME
+    }
+    fn apply(&mut self, events: &[StoredEvent]) -> Result<(), Fault> {
+        events.iter().for_each(|e| self.state.apply(e));
+        Ok(())
+    }
+    fn snapshot(&mut self) -> Result<Value, Fault> {
+        to_json(&self.state)
+    }
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault> {
+        self.state = from_json(snapshot)?;
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), Fault> {
+        self.state = P::default();
+        Ok(())
+    }
+}
+
+/// The blanket adapter for typed process managers.
+#[derive(Default)]
+pub struct TypedProcessManager<M: ProcessManager> {
+    /// The typed workflow state.
+    pub state: M,
+}
+
+impl<M: ProcessManager> DynProcessManager for TypedProcessManager<M> {
+    fn name(&self) -> &str {
+        M::NAME
+    }
+    fn react(&mut self, event: &StoredEvent) -> Result<Vec<CommandEnvelope>, Fault> {
+        Ok(self.state.react(event))
+    }
+    fn snapshot(&mut self) -> Result<Value, Fault> {
+        to_json(&self.state)
+    }
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault> {
+        self.state = from_json(snapshot)?;
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), Fault> {
+        self.state = M::default();
+        Ok(())
+    }
+}

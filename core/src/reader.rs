@@ -1,0 +1,608 @@
+//! Readers of the store-wide order: the projection machine and the process-manager machine, and
+//! the catch-up core they share (checkpoint load, batched `ReadAll`, per-stream cursors that drop
+//! duplicates and refuse gaps, checkpoint save, retry with backoff).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::Value;
+
+use crate::domain::{CommandEnvelope, DynProcessManager, DynProjection, Fault};
+use crate::io::{Checkpoint, DeadLetter, Io, IoError, IoErrorKind, IoId, IoResult, Notification, Output};
+use crate::types::{Position, StoredEvent, Timestamp};
+
+/// Tuning shared by projections and process managers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderConfig {
+    /// Events per `ReadAll`.
+    pub batch_size: usize,
+    /// Save a checkpoint once this many events were folded since the last save (and always when
+    /// caught up with unsaved events). 1 = after every batch.
+    pub checkpoint_every_events: u64,
+    /// Delivery attempts per dispatched command before it is dead-lettered (process managers).
+    pub max_dispatch_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig { batch_size: 512, checkpoint_every_events: 1, max_dispatch_attempts: 3, retry_backoff_ms: 100 }
+    }
+}
+
+/// What the host feeds a reader machine.
+#[derive(Debug, Clone)]
+pub enum ReaderInput {
+    /// New events may exist: catch up.
+    Wake,
+    /// Forget the state and checkpoint; fold everything again from the start.
+    Rebuild,
+    /// The result of an earlier `Output::Io`.
+    Completed {
+        /// The request's id.
+        io: IoId,
+        /// Its result.
+        result: IoResult,
+    },
+    /// Time has reached `now`; spurious calls are no-ops.
+    Timeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    LoadingCheckpoint,
+    Reading,
+    Dispatching,
+    Saving,
+    Idle,
+    Waiting(Retry),
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Load,
+    Read,
+    Save,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Load,
+    Read,
+    Save,
+    Dispatch,
+    DeadLetter,
+}
+
+/// The catch-up state both reader kinds share.
+struct Cursor {
+    name: String,
+    config: ReaderConfig,
+    phase: Phase,
+    now: Timestamp,
+    position: Position,
+    cursors: BTreeMap<String, u64>,
+    unsaved_events: u64,
+    last_batch_full: bool,
+    wake_pending: bool,
+    rebuild_pending: bool,
+    retry_at: Option<Timestamp>,
+    failures: u32,
+    in_flight: BTreeMap<IoId, Purpose>,
+    next_io: u64,
+    outputs: VecDeque<Output>,
+}
+
+impl Cursor {
+    fn new(name: String, config: ReaderConfig, now: Timestamp) -> Self {
+        let mut cursor = Cursor {
+            name,
+            config,
+            phase: Phase::LoadingCheckpoint,
+            now,
+            position: Position::start(),
+            cursors: BTreeMap::new(),
+            unsaved_events: 0,
+            last_batch_full: false,
+            wake_pending: true,
+            rebuild_pending: false,
+            retry_at: None,
+            failures: 0,
+            in_flight: BTreeMap::new(),
+            next_io: 0,
+            outputs: VecDeque::new(),
+        };
+        cursor.load();
+        cursor
+    }
+
+    fn emit(&mut self, purpose: Purpose, request: Io) {
+        let io = IoId(self.next_io);
+        self.next_io += 1;
+        self.in_flight.insert(io, purpose);
+        self.outputs.push_back(Output::Io { io, request });
+    }
+
+    fn load(&mut self) {
+        self.phase = Phase::LoadingCheckpoint;
+        self.emit(Purpose::Load, Io::ReadCheckpoint { reader: self.name.clone() });
+    }
+
+    fn read(&mut self) {
+        self.phase = Phase::Reading;
+        self.wake_pending = false;
+        let request = Io::ReadAll { after: self.position.clone(), max_events: self.config.batch_size };
+        self.emit(Purpose::Read, request);
+    }
+
+    fn save(&mut self, state: Value) {
+        self.phase = Phase::Saving;
+        let checkpoint = Checkpoint { position: self.position.clone(), cursors: self.cursors.clone(), state };
+        self.emit(Purpose::Save, Io::WriteCheckpoint { reader: self.name.clone(), checkpoint });
+    }
+
+    fn restore(&mut self, checkpoint: Option<&Checkpoint>) {
+        match checkpoint {
+            Some(c) => {
+                self.position = c.position.clone();
+                self.cursors = c.cursors.clone();
+            }
+            None => {
+                self.position = Position::start();
+                self.cursors.clear();
+            }
+        }
+        self.unsaved_events = 0;
+    }
+
+    /// Keeps the events this reader has not folded yet; a gap in a stream's `seq` is fatal.
+    fn admit(&mut self, events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, String> {
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            let key = event.stream.to_string();
+            let seen = self.cursors.get(&key).copied().unwrap_or(0);
+            if event.record.seq <= seen {
+                continue; // delivered twice: already folded
+            }
+            if event.record.seq != seen + 1 {
+                return Err(format!("{}: stream {key} jumped from seq {seen} to {}", self.name, event.record.seq));
+            }
+            self.cursors.insert(key, event.record.seq);
+            fresh.push(event);
+        }
+        Ok(fresh)
+    }
+
+    fn should_save(&self, caught_up: bool) -> bool {
+        self.unsaved_events >= self.config.checkpoint_every_events.max(1) || (caught_up && self.unsaved_events > 0)
+    }
+
+    /// After a batch settled (and maybe a save): read on, or go idle.
+    fn continue_or_idle(&mut self) {
+        if self.last_batch_full || self.wake_pending {
+            self.read();
+        } else {
+            self.phase = Phase::Idle;
+            self.outputs.push_back(Output::Notify(Notification::CaughtUp { reader: self.name.clone() }));
+        }
+    }
+
+    fn backoff(&mut self, retry: Retry, error: &IoError) {
+        self.failures += 1;
+        let delay = self.config.retry_backoff_ms.saturating_mul(1 << self.failures.min(10));
+        self.retry_at = Some(Timestamp(self.now.0.saturating_add(delay)));
+        self.phase = Phase::Waiting(retry);
+        self.outputs.push_back(Output::Notify(Notification::Poisoned {
+            what: self.name.clone(),
+            reason: format!("{error}; retrying in {delay} ms"),
+        }));
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.phase = Phase::Failed;
+        self.outputs.push_back(Output::Notify(Notification::Poisoned { what: self.name.clone(), reason }));
+    }
+
+    fn poll_timeout(&self) -> Option<(Timestamp, &'static str)> {
+        self.retry_at.map(|t| (t, "retry"))
+    }
+}
+
+/// Folds a projection from the store-wide order, checkpointing state + position together.
+pub struct ProjectionMachine {
+    cursor: Cursor,
+    projection: Box<dyn DynProjection>,
+}
+
+impl ProjectionMachine {
+    /// Starts by loading the checkpoint, then catches up.
+    pub fn new(projection: Box<dyn DynProjection>, config: ReaderConfig, now: Timestamp) -> Self {
+        let name = projection.name().to_owned();
+        ProjectionMachine { cursor: Cursor::new(name, config, now), projection }
+    }
+
+    /// The projection's name.
+    pub fn name(&self) -> &str {
+        &self.cursor.name
+    }
+
+    /// The read model as JSON (what has been folded so far).
+    pub fn state(&mut self) -> Result<Value, Fault> {
+        self.projection.snapshot()
+    }
+
+    /// The position folded so far.
+    pub fn position(&self) -> &Position {
+        &self.cursor.position
+    }
+
+    /// Whether the projection is caught up and idle.
+    pub fn is_idle(&self) -> bool {
+        self.cursor.phase == Phase::Idle
+    }
+
+    /// Whether a fatal error (gap, fault) stopped it.
+    pub fn is_failed(&self) -> bool {
+        self.cursor.phase == Phase::Failed
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Timestamp, input: ReaderInput) {
+        let c = &mut self.cursor;
+        c.now = c.now.max(now);
+        match input {
+            ReaderInput::Wake => {
+                c.wake_pending = true;
+                if c.phase == Phase::Idle {
+                    c.read();
+                }
+            }
+            ReaderInput::Rebuild => {
+                c.rebuild_pending = true;
+                if matches!(c.phase, Phase::Idle | Phase::Failed | Phase::Waiting(_)) {
+                    self.rebuild();
+                }
+            }
+            ReaderInput::Timeout => {
+                if let (Some(at), Phase::Waiting(retry)) = (c.retry_at, c.phase) {
+                    if c.now >= at {
+                        c.retry_at = None;
+                        match retry {
+                            Retry::Load => c.load(),
+                            Retry::Read => c.read(),
+                            Retry::Save => self.save(),
+                        }
+                    }
+                }
+            }
+            ReaderInput::Completed { io, result } => self.complete(io, result),
+        }
+    }
+
+    /// Next output, if any.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.cursor.outputs.pop_front()
+    }
+
+    /// When the machine next wants `Timeout` (a retry), and why.
+    pub fn poll_timeout(&self) -> Option<(Timestamp, &'static str)> {
+        self.cursor.poll_timeout()
+    }
+
+    fn rebuild(&mut self) {
+        self.cursor.rebuild_pending = false;
+        self.cursor.retry_at = None;
+        if let Err(fault) = self.projection.reset() {
+            return self.cursor.fail(fault.to_string());
+        }
+        self.cursor.restore(None);
+        self.cursor.unsaved_events = 1; // persist the reset even if there are no events
+        self.cursor.read();
+    }
+
+    fn save(&mut self) {
+        match self.projection.snapshot() {
+            Ok(state) => self.cursor.save(state),
+            Err(fault) => self.cursor.fail(fault.to_string()),
+        }
+    }
+
+    fn complete(&mut self, io: IoId, result: IoResult) {
+        let Some(purpose) = self.cursor.in_flight.remove(&io) else { return };
+        match (purpose, result) {
+            (Purpose::Load, IoResult::Checkpoint(checkpoint)) => self.on_checkpoint(checkpoint),
+            (Purpose::Read, IoResult::Batch { events, next }) => self.on_batch(events, next),
+            (Purpose::Save, IoResult::Done) => self.on_saved(),
+            (Purpose::Load, IoResult::Failed(e)) => self.cursor.backoff(Retry::Load, &e),
+            (Purpose::Read, IoResult::Failed(e)) => self.cursor.backoff(Retry::Read, &e),
+            (Purpose::Save, IoResult::Failed(e)) => self.cursor.backoff(Retry::Save, &e),
+            (purpose, other) => self.cursor.fail(format!("host answered {purpose:?} with {other:?}")),
+        }
+    }
+
+    fn on_checkpoint(&mut self, checkpoint: Option<Checkpoint>) {
+        let restored = match &checkpoint {
+            Some(c) => self.projection.restore(&c.state),
+            None => self.projection.reset(),
+        };
+        if let Err(fault) = restored {
+            return self.cursor.fail(format!("checkpoint does not restore ({fault}); rebuild the projection"));
+        }
+        self.cursor.restore(checkpoint.as_ref());
+        self.cursor.failures = 0;
+        if self.cursor.rebuild_pending {
+            return self.rebuild();
+        }
+        self.cursor.read();
+    }
+
+    fn on_batch(&mut self, events: Vec<StoredEvent>, next: Position) {
+        self.cursor.failures = 0;
+        let full = events.len() >= self.cursor.config.batch_size;
+        let fresh = match self.cursor.admit(events) {
+            Ok(fresh) => fresh,
+            Err(reason) => return self.cursor.fail(reason),
+        };
+        if let Err(fault) = self.projection.apply(&fresh) {
+            return self.cursor.fail(fault.to_string());
+        }
+        self.cursor.position = next;
+        self.cursor.unsaved_events += fresh.len() as u64;
+        self.cursor.last_batch_full = full;
+        if self.cursor.rebuild_pending {
+            return self.rebuild();
+        }
+        if self.cursor.should_save(!full) {
+            self.save();
+        } else {
+            self.cursor.continue_or_idle();
+        }
+    }
+
+    fn on_saved(&mut self) {
+        self.cursor.failures = 0;
+        self.cursor.unsaved_events = 0;
+        let position = self.cursor.position.clone();
+        let reader = self.cursor.name.clone();
+        self.cursor.outputs.push_back(Output::Notify(Notification::CheckpointSaved { reader, position }));
+        if self.cursor.rebuild_pending {
+            return self.rebuild();
+        }
+        self.cursor.continue_or_idle();
+    }
+}
+
+/// A command waiting to be delivered.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    dispatch_id: String,
+    command: CommandEnvelope,
+    cause: String,
+    attempts: u32,
+    last_error: Option<IoError>,
+}
+
+/// Drives a process manager: fold events, dispatch the commands they cause one at a time (in
+/// order), retry failed dispatches with backoff, dead-letter what still fails, and checkpoint
+/// only after every dispatch of a batch settled. Delivery is at-least-once: after a crash the
+/// commands of events past the last checkpoint are dispatched again, with the same dispatch ids.
+pub struct ProcessManagerMachine {
+    cursor: Cursor,
+    manager: Box<dyn DynProcessManager>,
+    outbox: VecDeque<Outgoing>,
+    next_position: Option<Position>,
+    dispatch_retry_at: Option<Timestamp>,
+}
+
+impl ProcessManagerMachine {
+    /// Starts by loading the checkpoint, then catches up.
+    pub fn new(manager: Box<dyn DynProcessManager>, config: ReaderConfig, now: Timestamp) -> Self {
+        let name = manager.name().to_owned();
+        ProcessManagerMachine {
+            cursor: Cursor::new(name, config, now),
+            manager,
+            outbox: VecDeque::new(),
+            next_position: None,
+            dispatch_retry_at: None,
+        }
+    }
+
+    /// The process manager's name.
+    pub fn name(&self) -> &str {
+        &self.cursor.name
+    }
+
+    /// Whether it is caught up and idle.
+    pub fn is_idle(&self) -> bool {
+        self.cursor.phase == Phase::Idle
+    }
+
+    /// Whether a fatal error stopped it.
+    pub fn is_failed(&self) -> bool {
+        self.cursor.phase == Phase::Failed
+    }
+
+    /// The workflow state as JSON.
+    pub fn state(&mut self) -> Result<Value, Fault> {
+        self.manager.snapshot()
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Timestamp, input: ReaderInput) {
+        self.cursor.now = self.cursor.now.max(now);
+        match input {
+            ReaderInput::Wake => {
+                self.cursor.wake_pending = true;
+                if self.cursor.phase == Phase::Idle {
+                    self.cursor.read();
+                }
+            }
+            ReaderInput::Rebuild => {
+                // Process managers have side effects: replaying them is not a rebuild.
+                self.cursor.fail(format!("{}: process managers cannot be rebuilt", self.cursor.name));
+            }
+            ReaderInput::Timeout => self.on_timeout(),
+            ReaderInput::Completed { io, result } => self.complete(io, result),
+        }
+    }
+
+    /// Next output, if any.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.cursor.outputs.pop_front()
+    }
+
+    /// When the machine next wants `Timeout`, and why.
+    pub fn poll_timeout(&self) -> Option<(Timestamp, &'static str)> {
+        let dispatch = self.dispatch_retry_at.map(|t| (t, "dispatch retry"));
+        match (self.cursor.poll_timeout(), dispatch) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.cursor.now;
+        if let Some(at) = self.dispatch_retry_at.filter(|at| now >= *at) {
+            let _ = at;
+            self.dispatch_retry_at = None;
+            self.dispatch_front();
+        }
+        if let (Some(at), Phase::Waiting(retry)) = (self.cursor.retry_at, self.cursor.phase) {
+            if now >= at {
+                self.cursor.retry_at = None;
+                match retry {
+                    Retry::Load => self.cursor.load(),
+                    Retry::Read => self.cursor.read(),
+                    Retry::Save => self.save(),
+                }
+            }
+        }
+    }
+
+    fn save(&mut self) {
+        match self.manager.snapshot() {
+            Ok(state) => self.cursor.save(state),
+            Err(fault) => self.cursor.fail(fault.to_string()),
+        }
+    }
+
+    fn complete(&mut self, io: IoId, result: IoResult) {
+        let Some(purpose) = self.cursor.in_flight.remove(&io) else { return };
+        match (purpose, result) {
+            (Purpose::Load, IoResult::Checkpoint(checkpoint)) => self.on_checkpoint(checkpoint),
+            (Purpose::Read, IoResult::Batch { events, next }) => self.on_batch(events, next),
+            (Purpose::Save, IoResult::Done) => {
+                self.cursor.failures = 0;
+                self.cursor.unsaved_events = 0;
+                let (reader, position) = (self.cursor.name.clone(), self.cursor.position.clone());
+                self.cursor.outputs.push_back(Output::Notify(Notification::CheckpointSaved { reader, position }));
+                self.cursor.continue_or_idle();
+            }
+            (Purpose::Dispatch, IoResult::Done) => {
+                self.outbox.pop_front();
+                self.dispatch_front();
+            }
+            (Purpose::Dispatch, IoResult::Failed(e)) => self.on_dispatch_failed(e),
+            (Purpose::DeadLetter, IoResult::Done) => {
+                let letter = self.outbox.pop_front().expect("a dead letter was in flight");
+                let (reader, dispatch_id) = (self.cursor.name.clone(), letter.dispatch_id);
+                self.cursor.outputs.push_back(Output::Notify(Notification::DeadLettered { reader, dispatch_id }));
+                self.dispatch_front();
+            }
+            (Purpose::DeadLetter, IoResult::Failed(_)) => self.schedule_dispatch_retry(),
+            (Purpose::Load, IoResult::Failed(e)) => self.cursor.backoff(Retry::Load, &e),
+            (Purpose::Read, IoResult::Failed(e)) => self.cursor.backoff(Retry::Read, &e),
+            (Purpose::Save, IoResult::Failed(e)) => self.cursor.backoff(Retry::Save, &e),
+            (purpose, other) => self.cursor.fail(format!("host answered {purpose:?} with {other:?}")),
+        }
+    }
+
+    fn on_checkpoint(&mut self, checkpoint: Option<Checkpoint>) {
+        let restored = match &checkpoint {
+            Some(c) => self.manager.restore(&c.state),
+            None => self.manager.reset(),
+        };
+        if let Err(fault) = restored {
+            return self.cursor.fail(format!("checkpoint does not restore: {fault}"));
+        }
+        self.cursor.restore(checkpoint.as_ref());
+        self.cursor.read();
+    }
+
+    fn on_batch(&mut self, events: Vec<StoredEvent>, next: Position) {
+        self.cursor.failures = 0;
+        self.cursor.last_batch_full = events.len() >= self.cursor.config.batch_size;
+        let fresh = match self.cursor.admit(events) {
+            Ok(fresh) => fresh,
+            Err(reason) => return self.cursor.fail(reason),
+        };
+        for event in &fresh {
+            let commands = match self.manager.react(event) {
+                Ok(commands) => commands,
+                Err(fault) => return self.cursor.fail(fault.to_string()),
+            };
+            for (index, command) in commands.into_iter().enumerate() {
+                let dispatch_id = format!("{}:{}:{index}", self.cursor.name, event.record.id);
+                let cause = event.record.id.0.clone();
+                self.outbox.push_back(Outgoing { dispatch_id, command, cause, attempts: 0, last_error: None });
+            }
+        }
+        self.cursor.unsaved_events += fresh.len() as u64;
+        self.next_position = Some(next);
+        self.cursor.phase = Phase::Dispatching;
+        self.dispatch_front();
+    }
+
+    /// Sends the first undelivered command, or — when all settled — moves on.
+    fn dispatch_front(&mut self) {
+        let Some(front) = self.outbox.front_mut() else {
+            return self.batch_settled();
+        };
+        front.attempts += 1;
+        let request = Io::Dispatch { dispatch_id: front.dispatch_id.clone(), command: front.command.clone() };
+        self.cursor.emit(Purpose::Dispatch, request);
+    }
+
+    fn on_dispatch_failed(&mut self, error: IoError) {
+        let max = self.cursor.config.max_dispatch_attempts.max(1);
+        let front = self.outbox.front_mut().expect("a dispatch was in flight");
+        let give_up = error.kind == IoErrorKind::Rejected || front.attempts >= max;
+        front.last_error = Some(error);
+        if give_up {
+            self.dead_letter_front();
+        } else {
+            self.schedule_dispatch_retry();
+        }
+    }
+
+    fn schedule_dispatch_retry(&mut self) {
+        let attempts = self.outbox.front().map_or(1, |o| o.attempts.max(1));
+        let delay = self.cursor.config.retry_backoff_ms.saturating_mul(1 << (attempts - 1).min(10));
+        self.dispatch_retry_at = Some(Timestamp(self.cursor.now.0.saturating_add(delay)));
+    }
+
+    fn dead_letter_front(&mut self) {
+        let front = self.outbox.front().expect("a dispatch was in flight");
+        let letter = DeadLetter {
+            command: front.command.clone(),
+            cause: front.cause.clone(),
+            attempts: front.attempts,
+            error: front.last_error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            ts: self.cursor.now,
+        };
+        self.cursor.emit(Purpose::DeadLetter, Io::WriteDeadLetter { reader: self.cursor.name.clone(), letter });
+    }
+
+    fn batch_settled(&mut self) {
+        if let Some(next) = self.next_position.take() {
+            self.cursor.position = next;
+        }
+        let caught_up = !self.cursor.last_batch_full;
+        if self.cursor.should_save(caught_up) {
+            self.save();
+        } else {
+            self.cursor.continue_or_idle();
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the core with access to internals.

@@ -1,0 +1,313 @@
+//! Core nouns shared by every layer: stream ids, event ids, time, metadata and event records.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest allowed aggregate type or instance id, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Milliseconds since the Unix epoch. The core never reads a clock: hosts pass `now` in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+/// Why a stream id (or one of its parts) was refused. Nothing is written for a refused id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    /// The part is empty.
+    #[error("{what} is empty")]
+    Empty {
+        /// Which part: "aggregate type", "instance id", …
+        what: &'static str,
+    },
+    /// The part is longer than [`MAX_NAME_BYTES`].
+    #[error("{what} is {len} bytes, more than the {MAX_NAME_BYTES} allowed")]
+    TooLong {
+        /// Which part.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The part is `.` or `..`, which would name a directory, not a stream.
+    #[error("{what} may not be `.` or `..`")]
+    DotName {
+        /// Which part.
+        what: &'static str,
+    },
+    /// The part holds a byte outside letters, digits, `-`, `_`, `.`.
+    #[error("{what} {value:?} holds {byte:#04x} at byte {index}; allowed: ASCII letters, digits, '-', '_', '.'")]
+    BadByte {
+        /// Which part.
+        what: &'static str,
+        /// The refused value, lossily decoded for display.
+        value: String,
+        /// The first refused byte.
+        byte: u8,
+        /// Its index.
+        index: usize,
+    },
+}
+
+/// Checks one path-safe name: ASCII letters, digits, `-`, `_`, `.`; 1..=128 bytes; not `.`/`..`.
+pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidName> {
+    if value.is_empty() {
+        return Err(InvalidName::Empty { what });
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(InvalidName::TooLong { what, len: value.len() });
+    }
+    if value == "." || value == ".." {
+        return Err(InvalidName::DotName { what });
+    }
+    if let Some((index, &byte)) = value
+        .as_bytes()
+        .iter()
+        .enumerate()
+        .find(|(_, b)| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+    {
+        return Err(InvalidName::BadByte { what, value: value.to_owned(), byte, index });
+    }
+    Ok(())
+}
+
+/// One event stream: an aggregate type plus an instance id, both validated path-safe names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct StreamId {
+    aggregate_type: String,
+    instance_id: String,
+}
+
+impl StreamId {
+    /// Validates both parts; see [`validate_name`].
+    pub fn new(aggregate_type: impl Into<String>, instance_id: impl Into<String>) -> Result<Self, InvalidName> {
+        let (aggregate_type, instance_id) = (aggregate_type.into(), instance_id.into());
+        validate_name("aggregate type", &aggregate_type)?;
+        validate_name("instance id", &instance_id)?;
+        Ok(StreamId { aggregate_type, instance_id })
+    }
+
+    /// The aggregate type, e.g. `bank-account`.
+    pub fn aggregate_type(&self) -> &str {
+        &self.aggregate_type
+    }
+
+    /// The instance id, e.g. `acc-42`.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.aggregate_type, self.instance_id)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            aggregate_type: String,
+            instance_id: String,
+        }
+        let raw = Raw::deserialize(d)?;
+        StreamId::new(raw.aggregate_type, raw.instance_id).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A globally unique event id (dedup key for relays). Hosts supply the entropy; see [`IdSeed`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub String);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// 128 bits chosen by the host (e.g. a UUIDv7 from clock + randomness) from which the core
+/// derives the ids of all events one command produces: event `i` gets `seed + i`, formatted as a
+/// UUID. Passing the seed in keeps the core deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdSeed(pub u128);
+
+impl IdSeed {
+    /// The id of the `index`-th event derived from this seed.
+    pub fn event_id(self, index: usize) -> EventId {
+        let v = self.0.wrapping_add(index as u128);
+        let h = format!("{v:032x}");
+        EventId(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    }
+}
+
+/// Who and why: copied from the command onto every event it produces (`meta` in the log).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Identity of the user or system that issued the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Groups every event of one business transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Id of the event or command that caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Free-form application metadata (sorted, so logs are deterministic).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// The context a command carries; the same fields become the events' metadata.
+pub type CommandContext = Metadata;
+
+impl Metadata {
+    /// Sets the actor.
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+    /// Sets the correlation id.
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+    /// Sets the causation id.
+    pub fn with_causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+    /// Adds one free-form entry.
+    pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+}
+
+/// What the caller expects the stream's version to be before its command is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// No check.
+    #[default]
+    Any,
+    /// The stream must have no events yet.
+    NoStream,
+    /// The stream's last `seq` must be exactly this.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream currently at `version` (0 = empty) satisfies this expectation.
+    pub fn admits(self, version: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => version == 0,
+            ExpectedVersion::Exact(v) => v == version,
+        }
+    }
+}
+
+/// A command or event crossing the JSON boundary: its type name and its JSON data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Variant name, e.g. `Deposited`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Variant data; `null` for a variant without data.
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl Payload {
+    /// Builds a payload.
+    pub fn new(type_name: impl Into<String>, data: Value) -> Self {
+        Payload { type_name: type_name.into(), data }
+    }
+}
+
+/// An event decided but not yet stored: the store assigns `seq` and `pos` when it appends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Globally unique id.
+    pub id: EventId,
+    /// Type name and data.
+    #[serde(flatten)]
+    pub payload: Payload,
+    /// Time the command was decided.
+    pub ts: Timestamp,
+    /// Copied from the command context.
+    pub meta: Metadata,
+}
+
+/// One stored event: a line of a stream's log. Field order is the on-disk key order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// 1-based version of the stream after this event.
+    pub seq: u64,
+    /// Store-wide position (strictly increasing across all streams of one store).
+    pub pos: u64,
+    /// Globally unique id.
+    pub id: EventId,
+    /// Event type name.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Event data.
+    #[serde(default)]
+    pub data: Value,
+    /// When the command that produced it was decided.
+    pub ts: Timestamp,
+    /// Who and why.
+    #[serde(default)]
+    pub meta: Metadata,
+}
+
+impl EventRecord {
+    /// Builds the stored form of `event` at stream version `seq` and store position `pos`.
+    pub fn from_new(event: NewEvent, seq: u64, pos: u64) -> Self {
+        EventRecord {
+            seq,
+            pos,
+            id: event.id,
+            event_type: event.payload.type_name,
+            data: event.payload.data,
+            ts: event.ts,
+            meta: event.meta,
+        }
+    }
+
+    /// The event's type and data.
+    pub fn payload(&self) -> Payload {
+        Payload::new(self.event_type.clone(), self.data.clone())
+    }
+}
+
+/// An event together with the stream it belongs to: what projections and process managers see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The stream.
+    pub stream: StreamId,
+    /// The stored record.
+    pub record: EventRecord,
+}
+
+/// A read position in the store-wide order. Opaque to the core: only the driver that issued it
+/// compares it (the JSONL driver uses its `pos`; a PostgreSQL driver a transaction-id pair).
+/// `Position::start()` means "before every event".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub Value);
+
+impl Position {
+    /// Before every event.
+    pub fn start() -> Self {
+        Position(Value::Null)
+    }
+    /// Whether this is the start position.
+    pub fn is_start(&self) -> bool {
+        self.0.is_null()
+    }
+}

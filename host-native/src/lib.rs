@@ -1,0 +1,1 @@
+//! Native host: durable AggregateStore on flocked JSONL files.

@@ -1,0 +1,1 @@
+//! WASM host: sandboxed wasmtime plugins.
