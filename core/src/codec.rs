@@ -3,7 +3,7 @@
 //!
 //! A line is `{"seq":1,"pos":7,"id":"…","type":"…","data":…,"ts":…,"meta":{…},"crc":"89abcdef"}\n`.
 //! The CRC covers every byte before `,"crc"`, so a line is verified without parsing JSON, and it is
-//! always the last 17 bytes before the newline: `,"crc":"xxxxxxxx"}`.
+//! always the last 18 bytes before the newline: `,"crc":"xxxxxxxx"}`.
 
 use crc::{Crc, CRC_32_ISCSI};
 
@@ -11,7 +11,7 @@ use crate::types::EventRecord;
 
 const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 /// `,"crc":"` + 8 hex digits + `"}`.
-const CRC_SUFFIX_LEN: usize = 17;
+const CRC_SUFFIX_LEN: usize = 18;
 const CRC_KEY: &[u8] = b",\"crc\":\"";
 
 /// Encodes one record as a complete line, newline included.
@@ -151,7 +151,6 @@ pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
             return Scan { records, valid_len: abs(at), end };
         };
         let line = &rest[..nl];
-        let is_last = at + nl + 1 == bytes.len();
         let record = decode_line(line).and_then(|r| {
             if r.seq == next_seq {
                 Ok(r)
@@ -161,7 +160,7 @@ pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
         });
         match record {
             Ok(r) => records.push(r),
-            Err(LineError::Nul) if is_last || rest[nl + 1..].iter().all(|&b| b == 0 || b == b'\n') => {
+            Err(LineError::Nul) if is_zero_filled_tail(rest) => {
                 let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
                 return Scan { records, valid_len: abs(at), end };
             }
@@ -175,4 +174,14 @@ pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
         at += nl + 1;
     }
     Scan { records, valid_len: abs(at), end: LogEnd::Clean }
+}
+
+/// Whether `tail` is a torn write that left zero-filled blocks: from its first NUL byte to the
+/// end there is nothing but NULs and newlines. (A single flipped bit that makes a NUL inside a
+/// line leaves other bytes after it, so it is reported as corruption instead.)
+fn is_zero_filled_tail(tail: &[u8]) -> bool {
+    match tail.iter().position(|&b| b == 0) {
+        Some(first_nul) => tail[first_nul..].iter().all(|&b| b == 0 || b == b'\n'),
+        None => false,
+    }
 }

@@ -319,3 +319,99 @@ pub enum Output {
     /// For the host's information.
     Notify(Notification),
 }
+
+/// Compact one-line renderings, used by traces (memory driver, simulator, snapshot tests).
+mod render {
+    use std::fmt;
+
+    use super::{CommandError, Io, IoResult, Output};
+    use crate::types::{EventRecord, NewEvent};
+
+    fn events(f: &mut fmt::Formatter<'_>, events: &[NewEvent]) -> fmt::Result {
+        for (i, e) in events.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{}", e.payload)?;
+        }
+        Ok(())
+    }
+
+    fn seq_range(records: &[EventRecord]) -> String {
+        match (records.first(), records.last()) {
+            (Some(a), Some(b)) => format!("seq {}..={} pos {}..={}", a.seq, b.seq, a.pos, b.pos),
+            _ => "nothing".into(),
+        }
+    }
+
+    impl fmt::Display for Io {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Io::ReadSnapshot { stream } => write!(f, "read-snapshot {stream}"),
+                Io::ReadStream { stream, after_seq } => write!(f, "read-stream {stream} after {after_seq}"),
+                Io::Append { stream, expected_seq, events: list } => {
+                    write!(f, "append {stream} at {expected_seq}: ")?;
+                    events(f, list)
+                }
+                Io::Sync { stream } => write!(f, "sync {stream}"),
+                Io::WriteSnapshot { stream, snapshot } => {
+                    write!(f, "write-snapshot {stream} seq {} {}", snapshot.seq, snapshot.state)
+                }
+                Io::ReadCheckpoint { reader } => write!(f, "read-checkpoint {reader}"),
+                Io::ReadAll { after, max_events } => write!(f, "read-all after {} max {max_events}", after.0),
+                Io::WriteCheckpoint { reader, checkpoint } => {
+                    write!(f, "write-checkpoint {reader} at {} {}", checkpoint.position.0, checkpoint.state)
+                }
+                Io::Dispatch { dispatch_id, command } => {
+                    write!(f, "dispatch {dispatch_id} to {} {}", command.target, command.command)
+                }
+                Io::WriteDeadLetter { reader, letter } => write!(
+                    f,
+                    "dead-letter {reader}: {} {} after {} attempt(s): {}",
+                    letter.command.target, letter.command.command.type_name, letter.attempts, letter.error
+                ),
+            }
+        }
+    }
+
+    impl fmt::Display for IoResult {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                IoResult::Done => write!(f, "done"),
+                IoResult::Snapshot(None) => write!(f, "no snapshot"),
+                IoResult::Snapshot(Some(s)) => write!(f, "snapshot seq {}", s.seq),
+                IoResult::Stream(records) => write!(f, "{} event(s) {}", records.len(), seq_range(records)),
+                IoResult::Appended(records) => write!(f, "appended {}", seq_range(records)),
+                IoResult::Checkpoint(None) => write!(f, "no checkpoint"),
+                IoResult::Checkpoint(Some(c)) => write!(f, "checkpoint at {}", c.position.0),
+                IoResult::Batch { events, next } => write!(f, "{} event(s), next {}", events.len(), next.0),
+                IoResult::Failed(e) => write!(f, "failed: {e}"),
+            }
+        }
+    }
+
+    fn error(f: &mut fmt::Formatter<'_>, e: &CommandError) -> fmt::Result {
+        write!(f, "err: {e}")
+    }
+
+    impl fmt::Display for Output {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Output::Io { io, request } => write!(f, "io#{} {request}", io.0),
+                Output::Reply { id, result: Ok(c) } => {
+                    write!(f, "reply #{} ok: version {} (+{}) pos {:?}", id.0, c.version, c.n_events, c.positions)
+                }
+                Output::Reply { id, result: Err(e) } => {
+                    write!(f, "reply #{} ", id.0)?;
+                    error(f, e)
+                }
+                Output::State { id, result: Ok((version, state)) } => {
+                    write!(f, "state #{} version {version} {state}", id.0)
+                }
+                Output::State { id, result: Err(e) } => {
+                    write!(f, "state #{} ", id.0)?;
+                    error(f, e)
+                }
+                Output::Notify(n) => write!(f, "notify {n:?}"),
+            }
+        }
+    }
+}

@@ -290,15 +290,15 @@ impl MemoryStore {
             self.instances.insert(stream.clone(), machine);
         }
         let mut machine = self.instances.remove(stream).expect("inserted above");
-        self.log(format!("in  {stream}: {input:?}"));
+        self.log(format!("in  {stream}: {}", render_input(&input)));
         machine.handle(now, input);
         let mut answers = Vec::new();
         while let Some(output) = machine.poll() {
-            self.log(format!("out {stream}: {output:?}"));
+            self.log(format!("out {stream}: {output}"));
             match output {
                 Output::Io { io, request } => {
                     let result = self.fulfil(request);
-                    self.log(format!("in  {stream}: Completed {{ io: {io:?}, result: {result:?} }}"));
+                    self.log(format!("in  {stream}: io#{} {result}", io.0));
                     machine.handle(now, AggregateInput::Completed { io, result });
                 }
                 other => answers.push(other),
@@ -335,10 +335,10 @@ impl MemoryStore {
         let now = self.now;
         while let Some(output) = self.projections[i].poll() {
             let name = self.projections[i].name().to_owned();
-            self.log(format!("out {name}: {output:?}"));
+            self.log(format!("out {name}: {output}"));
             if let Output::Io { io, request } = output {
                 let result = self.fulfil(request);
-                self.log(format!("in  {name}: Completed {{ io: {io:?}, result: {result:?} }}"));
+                self.log(format!("in  {name}: io#{} {result}", io.0));
                 self.projections[i].handle(now, ReaderInput::Completed { io, result });
             }
         }
@@ -355,13 +355,13 @@ impl MemoryStore {
                 continue;
             };
             let name = self.managers[i].name().to_owned();
-            self.log(format!("out {name}: {output:?}"));
+            self.log(format!("out {name}: {output}"));
             if let Output::Io { io, request } = output {
                 let result = match request {
                     Io::Dispatch { command, .. } => self.dispatch(&command),
                     other => self.fulfil(other),
                 };
-                self.log(format!("in  {name}: Completed {{ io: {io:?}, result: {result:?} }}"));
+                self.log(format!("in  {name}: io#{} {result}", io.0));
                 self.managers[i].handle(now, ReaderInput::Completed { io, result });
             }
         }
@@ -449,6 +449,18 @@ impl MemoryStore {
         if let Some(trace) = &mut self.trace {
             trace.push(line);
         }
+    }
+}
+
+/// One line for an aggregate input in a trace.
+fn render_input(input: &AggregateInput) -> String {
+    match input {
+        AggregateInput::Command { id, command, expected, .. } => {
+            format!("command #{} {command} expecting {expected:?}", id.0)
+        }
+        AggregateInput::Query { id } => format!("query #{}", id.0),
+        AggregateInput::Completed { io, result } => format!("io#{} {result}", io.0),
+        AggregateInput::Timeout => "timeout".into(),
     }
 }
 

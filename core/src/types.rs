@@ -229,6 +229,18 @@ impl Payload {
     }
 }
 
+impl fmt::Display for Payload {
+    /// `Type` for a variant without data, `Type{...data json...}` otherwise.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.type_name)?;
+        if self.data.is_null() {
+            Ok(())
+        } else {
+            write!(f, "{}", self.data)
+        }
+    }
+}
+
 /// An event decided but not yet stored: the store assigns `seq` and `pos` when it appends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {

@@ -1,1 +1,6 @@
-//! Unit tests of the core with access to internals.
+//! Unit tests of the core with access to internals: codec properties, stream-id validation,
+//! machine traces pinned by insta, and the example aggregates end to end on the in-memory driver.
+
+mod codec;
+mod machines;
+mod names;
