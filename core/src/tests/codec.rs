@@ -121,7 +121,7 @@ proptest! {
         for cut in 0..=bytes.len() {
             let scan = scan_log(&bytes[..cut], ScanStart::default());
             let complete = line_ends.iter().filter(|e| **e <= cut).count();
-            let valid_len = line_ends.iter().filter(|e| **e <= cut).last().copied().unwrap_or(0);
+            let valid_len = line_ends.iter().rfind(|e| **e <= cut).copied().unwrap_or(0);
             prop_assert_eq!(scan.records.len(), complete);
             prop_assert_eq!(scan.valid_len, valid_len as u64);
             if valid_len == cut {

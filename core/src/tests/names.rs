@@ -12,7 +12,8 @@ fn accepts_path_safe_names() {
 #[test]
 fn refuses_unsafe_names() {
     let long = "x".repeat(MAX_NAME_BYTES + 1);
-    let cases: [(&str, fn(&InvalidName) -> bool); 9] = [
+    type Check = fn(&InvalidName) -> bool;
+    let cases: [(&str, Check); 9] = [
         ("", |e| matches!(e, InvalidName::Empty { .. })),
         (".", |e| matches!(e, InvalidName::DotName { .. })),
         ("..", |e| matches!(e, InvalidName::DotName { .. })),
