@@ -37,8 +37,10 @@ pub mod codec;
 pub mod domain;
 pub mod examples;
 pub mod io;
+pub mod journal;
 pub mod memory;
 pub mod reader;
+pub mod replay;
 pub mod types;
 
 pub use aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
