@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every evfold test on a fresh machine, installing what it needs first (the wasm32 targets,
+# or the Debian fallback toolchain; PostgreSQL for the scale-out driver's tests).
+#
+#   scripts/test.sh            # everything
+#   SIM_SEEDS=100000 scripts/test.sh   # a longer simulator soak
+#
+# Steps: build the plugins from source -> host test suite (nextest if installed, else cargo test)
+# -> doctests -> the core's test suite again on wasm32-wasip1 under evfold-wasi-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+started=$SECONDS
+step() { printf '\n==> %s (%ds)\n' "$*" $((SECONDS - started)); }
+
+step "wasm toolchain and example/hostile plugins (scripts/build-plugins.sh)"
+scripts/build-plugins.sh
+
+step "host test suite"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --failure-output final
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "doctests"
+cargo test --workspace --doc
+
+step "core test suite on wasm32-wasip1"
+cargo build -q -p evfold-wasi --bin evfold-wasi-run
+export CARGO_TARGET_WASM32_WASIP1_RUNNER="$root/target/debug/evfold-wasi-run"
+CARGO_TARGET_DIR="$root/target/wasm" scripts/wasm-cargo test -p evfold-core --target wasm32-wasip1 --lib
+
+step "all tests passed"
