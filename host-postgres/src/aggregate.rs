@@ -1,0 +1,165 @@
+//! One actor task per live aggregate instance: it owns the core `AggregateMachine`, feeds it
+//! commands, fulfils its IO with SQL and routes replies. Commands that arrive while a write is in
+//! flight are queued in the machine, which group-commits them in the next append.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use evfold_core::{
+    AggregateConfig, AggregateFactory, AggregateInput, AggregateMachine, CommandContext, CommandError, CommandId,
+    Committed, ExpectedVersion, Io, IoErrorKind, IoResult, Notification, Output, Payload, StreamId,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::shared::Shared;
+
+/// A request to one aggregate actor.
+pub enum AggMsg {
+    /// Execute a command.
+    Command {
+        /// Type name + JSON data.
+        command: Payload,
+        /// Copied onto the events.
+        context: CommandContext,
+        /// Optimistic concurrency check.
+        expected: ExpectedVersion,
+        /// Where the result goes.
+        reply: oneshot::Sender<Result<Committed, CommandError>>,
+    },
+    /// Read version and state.
+    Query {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<(u64, Value), CommandError>>,
+    },
+}
+
+enum Waiter {
+    Command(oneshot::Sender<Result<Committed, CommandError>>),
+    Query(oneshot::Sender<Result<(u64, Value), CommandError>>),
+}
+
+/// The actor's state between messages.
+pub struct Actor {
+    stream: StreamId,
+    factory: Arc<dyn AggregateFactory>,
+    config: AggregateConfig,
+    shared: Arc<Shared>,
+    machine: Option<AggregateMachine>,
+    waiters: HashMap<CommandId, Waiter>,
+    next_id: u64,
+}
+
+impl Actor {
+    /// An actor for `stream`; its machine is built (and loads) on the first message.
+    pub fn new(
+        stream: StreamId,
+        factory: Arc<dyn AggregateFactory>,
+        config: AggregateConfig,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Actor { stream, factory, config, shared, machine: None, waiters: HashMap::new(), next_id: 0 }
+    }
+
+    /// Serves messages until every sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AggMsg>) {
+        while let Some(msg) = rx.recv().await {
+            self.feed(msg);
+            self.drive(&mut rx).await;
+            if self.machine.as_ref().is_some_and(AggregateMachine::is_poisoned) {
+                // Rebuilt from durable state on the next message.
+                self.machine = None;
+            }
+        }
+    }
+
+    fn feed(&mut self, msg: AggMsg) {
+        if self.machine.is_none() {
+            match self.factory.instantiate() {
+                Ok(aggregate) => {
+                    let m =
+                        AggregateMachine::new(self.stream.clone(), aggregate, self.config.clone(), self.shared.now());
+                    self.machine = Some(m);
+                }
+                Err(fault) => return fail(msg, CommandError::Fault(fault)),
+            }
+        }
+        self.next_id += 1;
+        let id = CommandId(self.next_id);
+        let input = match msg {
+            AggMsg::Command { command, context, expected, reply } => {
+                self.waiters.insert(id, Waiter::Command(reply));
+                AggregateInput::Command { id, command, context, expected, ids: self.shared.fresh_seed() }
+            }
+            AggMsg::Query { reply } => {
+                self.waiters.insert(id, Waiter::Query(reply));
+                AggregateInput::Query { id }
+            }
+        };
+        let now = self.shared.now();
+        self.machine.as_mut().expect("built above").handle(now, input);
+    }
+
+    /// Runs the machine until it has nothing more to say, fulfilling its IO one request at a time.
+    async fn drive(&mut self, rx: &mut mpsc::UnboundedReceiver<AggMsg>) {
+        loop {
+            let Some(machine) = self.machine.as_mut() else { return };
+            let Some(output) = machine.poll() else { return };
+            match output {
+                Output::Io { io, request } => {
+                    // Queue what arrived meanwhile: the machine decides it into the next batch.
+                    while !self.machine.as_ref().is_some_and(AggregateMachine::is_poisoned) {
+                        let Ok(msg) = rx.try_recv() else { break };
+                        self.feed(msg);
+                    }
+                    let result = fulfil(self.shared.clone(), request).await;
+                    let now = self.shared.now();
+                    if let Some(machine) = self.machine.as_mut() {
+                        machine.handle(now, AggregateInput::Completed { io, result });
+                    }
+                }
+                Output::Reply { id, result } => {
+                    if let Some(Waiter::Command(tx)) = self.waiters.remove(&id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::State { id, result } => {
+                    if let Some(Waiter::Query(tx)) = self.waiters.remove(&id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Notify(Notification::Poisoned { what, reason }) => {
+                    tracing::warn!(%what, %reason, "aggregate poisoned; it reloads on the next command")
+                }
+                Output::Notify(n) => tracing::trace!(?n, "aggregate"),
+            }
+        }
+    }
+}
+
+async fn fulfil(shared: Arc<Shared>, request: Io) -> IoResult {
+    let appending = match &request {
+        Io::Append { events, .. } => Some(events.len() as u64),
+        _ => None,
+    };
+    let result = shared.backend.fulfil(request).await;
+    if let Some(n) = appending {
+        match &result {
+            IoResult::Appended(_) => shared.committed(n),
+            IoResult::Failed(e) if matches!(e.kind, IoErrorKind::Conflict { .. }) => shared.conflicted(),
+            _ => {}
+        }
+    }
+    result
+}
+
+fn fail(msg: AggMsg, error: CommandError) {
+    match msg {
+        AggMsg::Command { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        AggMsg::Query { reply } => {
+            let _ = reply.send(Err(error));
+        }
+    }
+}

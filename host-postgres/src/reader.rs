@@ -1,0 +1,192 @@
+//! One task per projection or process manager: it owns the core reader machine, fulfils its IO
+//! (reads from the read pool, checkpoints on the primary, dispatches through the store), and
+//! wakes it on local commits, NOTIFY hints, and a polling timer.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use evfold_core::{
+    CommandEnvelope, CommandError, ExpectedVersion, Fault, Io, IoError, IoErrorKind, IoResult, Notification, Output,
+    ProcessManagerMachine, ProjectionMachine, ReaderInput, Timestamp,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::shared::Shared;
+use crate::store::Inner;
+
+/// A request to a reader task.
+pub enum ReaderMsg {
+    /// New events may exist.
+    Wake,
+    /// Refold from the start (projections only).
+    Rebuild,
+    /// The folded state.
+    State(oneshot::Sender<Result<Value, Fault>>),
+    /// Answer once the reader is caught up with what was visible after this request.
+    CatchUp(oneshot::Sender<Result<(), String>>),
+}
+
+/// Either reader machine of the core.
+pub enum Machine {
+    /// A projection.
+    Projection(ProjectionMachine),
+    /// A process manager.
+    Manager(ProcessManagerMachine),
+}
+
+impl Machine {
+    /// Reader name.
+    pub fn name(&self) -> &str {
+        match self {
+            Machine::Projection(m) => m.name(),
+            Machine::Manager(m) => m.name(),
+        }
+    }
+
+    fn handle(&mut self, now: Timestamp, input: ReaderInput) {
+        match self {
+            Machine::Projection(m) => m.handle(now, input),
+            Machine::Manager(m) => m.handle(now, input),
+        }
+    }
+
+    fn poll(&mut self) -> Option<Output> {
+        match self {
+            Machine::Projection(m) => m.poll(),
+            Machine::Manager(m) => m.poll(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        match self {
+            Machine::Projection(m) => m.poll_timeout().map(|(t, _)| t),
+            Machine::Manager(m) => m.poll_timeout().map(|(t, _)| t),
+        }
+    }
+
+    fn state(&mut self) -> Result<Value, Fault> {
+        match self {
+            Machine::Projection(m) => m.state(),
+            Machine::Manager(m) => m.state(),
+        }
+    }
+
+    fn is_failed(&self) -> bool {
+        match self {
+            Machine::Projection(m) => m.is_failed(),
+            Machine::Manager(m) => m.is_failed(),
+        }
+    }
+}
+
+/// The reader task.
+pub struct ReaderTask {
+    /// The machine.
+    pub machine: Machine,
+    /// Backend, clock, counters.
+    pub shared: std::sync::Arc<Shared>,
+    /// The store, for dispatching process-manager commands (weak: the task must not keep it alive).
+    pub store: Weak<Inner>,
+    /// Fallback polling period.
+    pub poll_interval: Duration,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
+impl ReaderTask {
+    /// A task around `machine`.
+    pub fn new(machine: Machine, shared: std::sync::Arc<Shared>, store: Weak<Inner>, poll_interval: Duration) -> Self {
+        ReaderTask { machine, shared, store, poll_interval, waiters: Vec::new() }
+    }
+
+    /// Runs until the store is dropped.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<ReaderMsg>) {
+        loop {
+            self.drive().await;
+            if self.store.strong_count() == 0 {
+                return; // the store was dropped
+            }
+            let sleep = self.sleep_duration();
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None => return,
+                    Some(msg) => self.on_message(msg),
+                },
+                () = tokio::time::sleep(sleep) => {
+                    let now = self.shared.now();
+                    let input = match self.machine.poll_timeout() {
+                        Some(at) if at <= now => ReaderInput::Timeout,
+                        _ => ReaderInput::Wake,
+                    };
+                    self.machine.handle(now, input);
+                }
+            }
+        }
+    }
+
+    fn sleep_duration(&self) -> Duration {
+        let Some(at) = self.machine.poll_timeout() else { return self.poll_interval };
+        let now = self.shared.now();
+        Duration::from_millis(at.0.saturating_sub(now.0)).min(self.poll_interval)
+    }
+
+    fn on_message(&mut self, msg: ReaderMsg) {
+        let now = self.shared.now();
+        match msg {
+            ReaderMsg::Wake => self.machine.handle(now, ReaderInput::Wake),
+            ReaderMsg::Rebuild => self.machine.handle(now, ReaderInput::Rebuild),
+            ReaderMsg::State(tx) => {
+                let _ = tx.send(self.machine.state());
+            }
+            ReaderMsg::CatchUp(tx) => {
+                if self.machine.is_failed() {
+                    let _ = tx.send(Err(format!("reader {} has failed", self.machine.name())));
+                } else {
+                    self.waiters.push(tx);
+                    self.machine.handle(now, ReaderInput::Wake);
+                }
+            }
+        }
+    }
+
+    async fn drive(&mut self) {
+        while let Some(output) = self.machine.poll() {
+            match output {
+                Output::Io { io, request } => {
+                    let result = fulfil(self.shared.clone(), self.store.clone(), request).await;
+                    let now = self.shared.now();
+                    self.machine.handle(now, ReaderInput::Completed { io, result });
+                }
+                Output::Notify(Notification::CaughtUp { .. }) => {
+                    self.waiters.drain(..).for_each(|tx| drop(tx.send(Ok(()))));
+                }
+                Output::Notify(Notification::Poisoned { what, reason }) => {
+                    tracing::warn!(%what, %reason, "reader failed");
+                    if self.machine.is_failed() {
+                        self.waiters.drain(..).for_each(|tx| drop(tx.send(Err(reason.clone()))));
+                    }
+                }
+                Output::Notify(n) => tracing::trace!(?n, "reader"),
+                Output::Reply { .. } | Output::State { .. } => {}
+            }
+        }
+    }
+}
+
+async fn fulfil(shared: std::sync::Arc<Shared>, store: Weak<Inner>, request: Io) -> IoResult {
+    match request {
+        Io::Dispatch { command, .. } => dispatch(store, command).await,
+        other => shared.backend.fulfil(other).await,
+    }
+}
+
+async fn dispatch(store: Weak<Inner>, command: CommandEnvelope) -> IoResult {
+    let Some(store) = store.upgrade() else {
+        return IoResult::Failed(IoError::new(IoErrorKind::Unavailable, "store is shut down"));
+    };
+    match Inner::execute_envelope(&store, &command, ExpectedVersion::Any).await {
+        Ok(_) => IoResult::Done,
+        Err(CommandError::Rejected(r)) => IoResult::Failed(IoError::new(IoErrorKind::Rejected, r.message)),
+        Err(e) => IoResult::Failed(IoError::new(IoErrorKind::Unavailable, e.to_string())),
+    }
+}

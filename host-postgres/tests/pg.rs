@@ -1,0 +1,2 @@
+//! pg tests
+fn main() {}
