@@ -1,1 +1,83 @@
-//! Native host: durable AggregateStore on flocked JSONL files.
+//! # evfold-native: a durable event store on flocked JSONL files
+//!
+//! The native host runs the core's sans-IO machines ([`evfold_core::AggregateMachine`],
+//! [`evfold_core::ProjectionMachine`], [`evfold_core::ProcessManagerMachine`]) against real
+//! files: it fulfils their `Io` requests and feeds back the results. No domain, ordering or retry
+//! logic lives here.
+//!
+//! - One OS thread per live aggregate instance owns its log handle; concurrent commands share
+//!   one write + one `fdatasync` (group commit). Idle actors are evicted and respawned
+//!   transparently; no command is lost or failed around the timeout.
+//! - By default `execute` returns only after `fdatasync` ([`Durability::Sync`]);
+//!   [`Durability::Buffered`] is the explicit faster mode.
+//! - Every event gets a store-wide `pos`; projections, process managers, [`AggregateStore::read_all`]
+//!   and [`AggregateStore::subscribe`] follow that order through an index and never see a
+//!   position before every earlier one is durable.
+//! - On open, a torn last line is quarantined (`events.jsonl.torn-<offset>`) and truncated; a
+//!   corrupt line is refused with [`StoreError::Corrupt`] (file, line, offset). [`verify_store`]
+//!   and [`repair_stream`] make repairs explicit.
+//!
+//! Layout: see [`StoreLayout`].
+//!
+//! ```
+//! use evfold_core::examples::{BankAccount, BankCommand, BankError, Balances};
+//! use evfold_core::CommandContext;
+//! use evfold_native::{AggregateStore, ExecuteError};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = AggregateStore::builder(dir.path())
+//!     .aggregate::<BankAccount>()
+//!     .projection::<Balances>()
+//!     .open()
+//!     .await?;
+//!
+//! let account = store.get::<BankAccount>("acc-1").await?;
+//! let ctx = CommandContext::default().with_actor("ada");
+//! account.execute(BankCommand::Open { owner: "ada".into() }, ctx.clone()).await?;
+//! let committed = account.execute(BankCommand::Deposit { amount: 100 }, ctx.clone()).await?;
+//! assert_eq!(committed.version, 2); // durable: fdatasync'd before this returned
+//!
+//! // Domain refusals come back as the aggregate's own error type.
+//! let refused = account.execute(BankCommand::Withdraw { amount: 500 }, ctx).await;
+//! assert!(matches!(refused, Err(ExecuteError::Domain(BankError::InsufficientFunds { .. }))));
+//!
+//! assert_eq!(account.state().await?.balance, 100);
+//! assert_eq!(store.projection::<Balances>().await?.total, 100);
+//! assert_eq!(store.read_all(1).await?.len(), 2); // store-wide order
+//! store.close().await;
+//!
+//! // Reopen: state and positions come back from the logs.
+//! let store = AggregateStore::open(dir.path()).await?;
+//! assert_eq!(store.get::<BankAccount>("acc-1").await?.state().await?.balance, 100);
+//! # Ok(())
+//! # }
+//! ```
+
+mod actor;
+mod bus;
+mod config;
+mod error;
+mod fsio;
+mod layout;
+mod ledger;
+mod log;
+mod mailbox;
+mod readers;
+mod store;
+mod subscribe;
+pub mod verify;
+
+pub use actor::InjectOutcome;
+pub use bus::{BusError, CommandBus};
+pub use config::{
+    counting_id_seeds, random_id_seeds, stepping_clock, system_clock, Clock, Durability, Faults, IdSeedSource,
+    StoreConfig,
+};
+pub use error::{ExecuteError, JsonExecuteError, StoreError};
+pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};
+pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind};
+pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, StreamPage};
+pub use subscribe::Subscription;
+pub use verify::{repair_stream, verify_store, RepairReport, StreamReport, StreamStatus, VerifyReport};

@@ -1,0 +1,458 @@
+//! One OS thread per live aggregate instance: it owns the stream's log handle and its
+//! `AggregateMachine`, fulfils the machine's IO on real files, and feeds the results back.
+//! Group commit falls out of the machine: the mailbox is drained into the machine before every
+//! IO, so commands that arrive during a write+fsync go out together in the next one.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evfold_core::{
+    AggregateFactory, AggregateInput, AggregateMachine, CommandContext, CommandError, CommandId, Committed, EventId,
+    ExpectedVersion, IdSeed, Io, IoError, IoErrorKind, IoId, IoResult, NewEvent, Notification, Output, Payload,
+    Snapshot, StreamId, Timestamp,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::error::StoreError;
+use crate::fsio;
+use crate::ledger::PosRange;
+use crate::log::{self, TornTail};
+use crate::mailbox::{Mailbox, Received};
+use crate::store::{Durability, Inner};
+
+/// A reply channel.
+pub(crate) type Reply<T> = oneshot::Sender<T>;
+/// Where a state query's answer goes.
+pub(crate) type StateReply = Reply<Result<(u64, Value), CommandError>>;
+
+/// What an injected event became.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InjectOutcome {
+    /// It was appended (durably, unless the store runs buffered) as this record.
+    Appended(evfold_core::EventRecord),
+    /// An event with this id is already stored: nothing was written.
+    Duplicate,
+}
+
+/// A message to an aggregate actor.
+pub(crate) enum ActorMsg {
+    Command {
+        command: Payload,
+        context: CommandContext,
+        expected: ExpectedVersion,
+        ids: Option<IdSeed>,
+        reply: Reply<Result<Committed, CommandError>>,
+    },
+    Query {
+        reply: StateReply,
+    },
+    Inject {
+        event: NewEvent,
+        reply: Reply<Result<InjectOutcome, StoreError>>,
+    },
+}
+
+/// The stream's log as the actor sees it.
+struct LogState {
+    path: std::path::PathBuf,
+    file: Option<File>,
+    len: u64,
+    version: u64,
+    loaded: bool,
+}
+
+/// An append not yet synced: its positions and event ids.
+struct Unsynced {
+    range: PosRange,
+    ids: Vec<EventId>,
+}
+
+pub(crate) struct Actor {
+    inner: Arc<Inner>,
+    stream: Arc<StreamId>,
+    mailbox: Arc<Mailbox<ActorMsg>>,
+    machine: AggregateMachine,
+    factory: Arc<dyn AggregateFactory>,
+    log: LogState,
+    unsynced: Vec<Unsynced>,
+    replies: HashMap<CommandId, Reply<Result<Committed, CommandError>>>,
+    queries: HashMap<CommandId, StateReply>,
+    next_id: u64,
+    exit: bool,
+    poisoned: bool,
+}
+
+impl Actor {
+    /// Builds the actor (instantiating the aggregate) without starting its thread.
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        stream: StreamId,
+        mailbox: Arc<Mailbox<ActorMsg>>,
+        factory: Arc<dyn AggregateFactory>,
+    ) -> Result<Actor, StoreError> {
+        let aggregate = factory.instantiate().map_err(StoreError::Fault)?;
+        let now = inner.now();
+        let machine = AggregateMachine::new(stream.clone(), aggregate, inner.aggregate_config(), now);
+        let path = inner.layout.events_file(&stream);
+        Ok(Actor {
+            inner,
+            stream: Arc::new(stream),
+            mailbox,
+            machine,
+            factory,
+            log: LogState { path, file: None, len: 0, version: 0, loaded: false },
+            unsynced: Vec::new(),
+            replies: HashMap::new(),
+            queries: HashMap::new(),
+            next_id: 0,
+            exit: false,
+            poisoned: false,
+        })
+    }
+
+    /// The thread body: drive the machine until evicted, poisoned or shut down.
+    pub(crate) fn run(mut self) {
+        let span = tracing::debug_span!("actor", stream = %self.stream);
+        let _enter = span.enter();
+        loop {
+            self.drain_outputs();
+            if self.poisoned {
+                self.retire_poisoned();
+            }
+            if self.exit {
+                break;
+            }
+            let deadline = self.machine.poll_timeout().map(|(at, _)| self.instant_for(at));
+            match self.mailbox.recv(deadline) {
+                Received::Message(message) => self.feed(message),
+                Received::Woken => {}
+                Received::Timeout => {
+                    let now = self.inner.now();
+                    self.machine.handle(now, AggregateInput::Timeout);
+                }
+                Received::Closed => break,
+            }
+        }
+        tracing::debug!("actor stopped");
+    }
+
+    fn instant_for(&self, at: Timestamp) -> Instant {
+        let now = self.inner.now();
+        Instant::now() + Duration::from_millis(at.0.saturating_sub(now.0))
+    }
+
+    fn feed(&mut self, message: ActorMsg) {
+        let now = self.inner.now();
+        match message {
+            ActorMsg::Command { command, context, expected, ids, reply } => {
+                let id = self.next_command_id();
+                self.replies.insert(id, reply);
+                let ids = ids.unwrap_or_else(|| self.inner.next_seed());
+                self.machine.handle(now, AggregateInput::Command { id, command, context, expected, ids });
+            }
+            ActorMsg::Query { reply } => {
+                let id = self.next_command_id();
+                self.queries.insert(id, reply);
+                self.machine.handle(now, AggregateInput::Query { id });
+            }
+            ActorMsg::Inject { event, reply } => {
+                let result = self.inject(event);
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn next_command_id(&mut self) -> CommandId {
+        self.next_id += 1;
+        CommandId(self.next_id)
+    }
+
+    /// Feeds every queued message into the machine (group commit).
+    fn pull_mailbox(&mut self) {
+        while let Some(message) = self.mailbox.try_recv() {
+            self.feed(message);
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.machine.poll() {
+            match output {
+                Output::Io { io, request } => {
+                    self.pull_mailbox();
+                    self.complete(io, request);
+                }
+                Output::Reply { id, result } => {
+                    if let Some(reply) = self.replies.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Output::State { id, result } => {
+                    if let Some(reply) = self.queries.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Output::Notify(notification) => self.notified(notification),
+            }
+        }
+    }
+
+    fn complete(&mut self, io: IoId, request: Io) {
+        let result = self.fulfil(request);
+        let now = self.inner.now();
+        self.machine.handle(now, AggregateInput::Completed { io, result });
+    }
+
+    fn notified(&mut self, notification: Notification) {
+        match notification {
+            Notification::Idle { .. } => self.try_evict_idle(),
+            Notification::Poisoned { reason, .. } => {
+                tracing::error!(%reason, "stream poisoned; it is reopened and re-read on next use");
+                self.poisoned = true;
+            }
+            Notification::SnapshotFailed { reason, .. } => tracing::warn!(%reason, "snapshot failed"),
+            other => tracing::trace!(?other, "notification"),
+        }
+    }
+
+    /// Idle: close the mailbox only if it is empty, and drop the registry entry, both under the
+    /// registry lock, so a `get` either finds a live mailbox or spawns a fresh actor, and a send
+    /// on a stale handle fails and is re-routed: no command is lost or failed.
+    fn try_evict_idle(&mut self) {
+        let mut registry = self.inner.registry.lock().expect("registry lock");
+        if !self.mailbox.close_if_empty() {
+            return;
+        }
+        if registry.get(&*self.stream).is_some_and(|m| Arc::ptr_eq(m, &self.mailbox)) {
+            registry.remove(&*self.stream);
+        }
+        tracing::debug!("idle actor evicted");
+        self.exit = true;
+    }
+
+    /// Poisoned: leave the registry and re-route messages the machine never saw to a fresh
+    /// actor, which re-reads the stream from disk.
+    fn retire_poisoned(&mut self) {
+        let leftovers = {
+            let mut registry = self.inner.registry.lock().expect("registry lock");
+            if registry.get(&*self.stream).is_some_and(|m| Arc::ptr_eq(m, &self.mailbox)) {
+                registry.remove(&*self.stream);
+            }
+            self.mailbox.close_and_take()
+        };
+        self.exit = true;
+        for message in leftovers {
+            if let Err(message) = self.inner.route(&self.stream, message) {
+                fail_message(message, "store closed");
+            }
+        }
+    }
+
+    fn fulfil(&mut self, request: Io) -> IoResult {
+        match request {
+            Io::ReadSnapshot { .. } => self.read_snapshot(),
+            Io::ReadStream { after_seq, .. } => self.read_stream(after_seq),
+            Io::Append { expected_seq, events, .. } => self.append(expected_seq, events),
+            Io::Sync { .. } => self.sync(),
+            Io::WriteSnapshot { snapshot, .. } => self.write_snapshot(&snapshot),
+            other => {
+                IoResult::Failed(IoError::new(IoErrorKind::Storage, format!("not an aggregate request: {other:?}")))
+            }
+        }
+    }
+
+    fn read_snapshot(&mut self) -> IoResult {
+        let path = self.inner.layout.snapshot_file(&self.stream);
+        match fsio::read_optional(&path) {
+            Ok(None) => IoResult::Snapshot(None),
+            Ok(Some(bytes)) => match serde_json::from_slice::<Snapshot>(&bytes) {
+                Ok(snapshot) => IoResult::Snapshot(Some(snapshot)),
+                Err(e) => storage_failure(format!("{}: {e}", path.display())),
+            },
+            Err(e) => storage_failure(e.to_string()),
+        }
+    }
+
+    fn read_stream(&mut self, after_seq: u64) -> IoResult {
+        self.log.file = None;
+        self.log.loaded = false;
+        match log::load(&self.log.path, TornTail::Quarantine) {
+            Ok(loaded) => {
+                let loaded = loaded.unwrap_or_default();
+                self.log.len = loaded.len;
+                self.log.version = loaded.records.len() as u64;
+                self.log.loaded = true;
+                IoResult::Stream(loaded.records.into_iter().filter(|r| r.seq > after_seq).collect())
+            }
+            Err(e @ StoreError::Corrupt { .. }) => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, e.to_string())),
+            Err(e) => storage_failure(e.to_string()),
+        }
+    }
+
+    fn append(&mut self, expected_seq: u64, events: Vec<NewEvent>) -> IoResult {
+        let _span = tracing::debug_span!("append", n_events = events.len(), expected_seq).entered();
+        if !self.log.loaded {
+            return storage_failure("append before the stream was loaded".into());
+        }
+        if expected_seq != self.log.version {
+            let kind = IoErrorKind::Conflict { actual_seq: self.log.version };
+            return IoResult::Failed(IoError::new(kind, "stream moved"));
+        }
+        match self.write_events(events, false) {
+            Ok(Ok(records)) => IoResult::Appended(records),
+            Ok(Err(duplicate)) => storage_failure(format!("duplicate event id {duplicate}")),
+            Err(e) => storage_failure(e.to_string()),
+        }
+    }
+
+    /// Allocates positions, writes the lines, and (buffered) publishes them.
+    fn write_events(
+        &mut self,
+        events: Vec<NewEvent>,
+        dedup: bool,
+    ) -> Result<Result<Vec<evfold_core::EventRecord>, EventId>, StoreError> {
+        self.ensure_file()?;
+        let base = self.log.len;
+        let allocated = match self.inner.ledger.allocate(&self.stream, base, self.log.version + 1, events, dedup) {
+            Ok(allocated) => allocated,
+            Err(duplicate) => return Ok(Err(duplicate.0)),
+        };
+        let ids: Vec<EventId> = allocated.records.iter().map(|r| r.id.clone()).collect();
+        self.unsynced.push(Unsynced { range: allocated.range, ids });
+        let file = self.log.file.as_mut().expect("ensured above");
+        let written = self.inner.faults.check_write().and_then(|()| file.write_all(&allocated.bytes));
+        if let Err(e) = written {
+            self.recover_after_failure();
+            return Err(StoreError::io(&self.log.path, e));
+        }
+        self.log.len += allocated.bytes.len() as u64;
+        self.log.version += allocated.records.len() as u64;
+        if self.inner.config.durability == Durability::Buffered {
+            self.publish_unsynced();
+        }
+        Ok(Ok(allocated.records))
+    }
+
+    fn ensure_file(&mut self) -> Result<(), StoreError> {
+        if self.log.file.is_some() {
+            return Ok(());
+        }
+        let dir = self.log.path.parent().expect("a stream file has a directory").to_owned();
+        fsio::create_dir_durable(&dir)?;
+        let existed = self.log.path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log.path)
+            .map_err(|e| StoreError::io(&self.log.path, e))?;
+        if !existed {
+            fsio::sync_dir(&dir)?;
+        }
+        self.log.file = Some(file);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> IoResult {
+        let _span = tracing::debug_span!("sync").entered();
+        let Some(file) = self.log.file.as_ref() else {
+            return storage_failure("sync without an open log".into());
+        };
+        match self.inner.faults.check_sync().and_then(|()| file.sync_data()) {
+            Ok(()) => {
+                self.publish_unsynced();
+                IoResult::Done
+            }
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.log.path.display(), "fdatasync failed");
+                self.recover_after_failure();
+                storage_failure(format!("fdatasync {}: {e}", self.log.path.display()))
+            }
+        }
+    }
+
+    fn publish_unsynced(&mut self) {
+        for unsynced in self.unsynced.drain(..) {
+            self.inner.ledger.publish(unsynced.range);
+        }
+    }
+
+    /// A write or fsync failed: drop the handle, re-read the log from disk, keep the positions
+    /// whose lines are there (visible, durability unknown) and turn the rest into holes, so the
+    /// watermark moves on. The machine poisons itself and this actor retires.
+    fn recover_after_failure(&mut self) {
+        self.log.file = None;
+        self.log.loaded = false;
+        let present: HashSet<u64> = match log::load(&self.log.path, TornTail::Quarantine) {
+            Ok(loaded) => loaded.unwrap_or_default().records.iter().map(|r| r.pos).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot re-read the log after a failure; its unsynced positions become holes");
+                HashSet::new()
+            }
+        };
+        for unsynced in std::mem::take(&mut self.unsynced) {
+            let lost: Vec<EventId> = (unsynced.range.first..=unsynced.range.last)
+                .zip(&unsynced.ids)
+                .filter(|(pos, _)| !present.contains(pos))
+                .map(|(_, id)| id.clone())
+                .collect();
+            self.inner.ledger.forget_ids(&lost);
+            self.inner.ledger.resolve(unsynced.range, &|pos| present.contains(&pos));
+        }
+        self.poisoned = true;
+    }
+
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> IoResult {
+        let path = self.inner.layout.snapshot_file(&self.stream);
+        let bytes = serde_json::to_vec(snapshot).expect("a snapshot serializes");
+        match fsio::atomic_write(&path, &bytes) {
+            Ok(()) => IoResult::Done,
+            Err(e) => storage_failure(e.to_string()),
+        }
+    }
+
+    /// Appends a pre-validated event (relay sync) unless its id is already stored.
+    fn inject(&mut self, event: NewEvent) -> Result<InjectOutcome, StoreError> {
+        let _span = tracing::debug_span!("inject", id = %event.id).entered();
+        let mut scratch = self.factory.instantiate().map_err(StoreError::Fault)?;
+        scratch.apply(std::slice::from_ref(&event.payload)).map_err(|f| StoreError::InvalidEvent(f.to_string()))?;
+        if !self.log.loaded {
+            return Err(StoreError::Command(CommandError::Unavailable(format!(
+                "stream {} is not loaded",
+                self.stream
+            ))));
+        }
+        let mut records = match self.write_events(vec![event], true)? {
+            Ok(records) => records,
+            Err(_) => return Ok(InjectOutcome::Duplicate),
+        };
+        if self.inner.config.durability == Durability::Sync {
+            if let IoResult::Failed(e) = self.sync() {
+                return Err(StoreError::Command(CommandError::Storage(e)));
+            }
+        }
+        Ok(InjectOutcome::Appended(records.remove(0)))
+    }
+}
+
+fn storage_failure(message: String) -> IoResult {
+    IoResult::Failed(IoError::new(IoErrorKind::Storage, message))
+}
+
+/// Answers a message that can no longer be delivered.
+pub(crate) fn fail_message(message: ActorMsg, reason: &str) {
+    let error = CommandError::Unavailable(reason.to_owned());
+    match message {
+        ActorMsg::Command { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        ActorMsg::Query { reply } => {
+            let _ = reply.send(Err(error));
+        }
+        ActorMsg::Inject { reply, .. } => {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+    }
+}

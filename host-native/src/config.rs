@@ -1,0 +1,142 @@
+//! Store configuration: durability mode, idle timeout, snapshot policy, injectable clock and
+//! event-id entropy, reader tuning, and test-only fault injection.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use evfold_core::{IdSeed, ReaderConfig, Timestamp};
+
+/// When an `execute` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After `fdatasync` of the stream's log succeeded (the default).
+    #[default]
+    Sync,
+    /// After the write reached the OS: a machine crash may lose acknowledged commands. Opt-in.
+    Buffered,
+}
+
+/// The store's time source (milliseconds since the Unix epoch).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+/// The store's event-id entropy: one seed per command.
+pub type IdSeedSource = Arc<dyn Fn() -> IdSeed + Send + Sync>;
+
+/// The system clock in milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Timestamp(ms)
+    })
+}
+
+/// UUIDv7-like seeds: 48 bits of milliseconds, version 7, 62+ random bits (from std's
+/// randomly keyed hasher), the low 12 bits zero so a command's events (`seed + i`) stay distinct.
+pub fn random_id_seeds() -> IdSeedSource {
+    use std::hash::{BuildHasher, Hasher};
+    let keys = std::collections::hash_map::RandomState::new();
+    let counter = Arc::new(AtomicU64::new(0));
+    Arc::new(move || {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let random = |salt: u64| {
+            let mut h = keys.build_hasher();
+            h.write_u64(n);
+            h.write_u64(salt);
+            h.finish()
+        };
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let high = ((ms & 0xffff_ffff_ffff) << 16) | 0x7000 | (random(1) & 0x0fff);
+        let low = (0b10 << 62) | (random(2) & 0x3fff_ffff_ffff_f000);
+        IdSeed((u128::from(high) << 64) | u128::from(low))
+    })
+}
+
+/// Deterministic seeds for tests: `start`, `start + 2^16`, ... (byte-identical logs).
+pub fn counting_id_seeds(start: u128) -> IdSeedSource {
+    let counter = Arc::new(AtomicU64::new(0));
+    Arc::new(move || IdSeed(start + (u128::from(counter.fetch_add(1, Ordering::Relaxed)) << 16)))
+}
+
+/// A clock that starts at `start` ms and advances 1 ms per reading (deterministic tests).
+pub fn stepping_clock(start: u64) -> Clock {
+    let now = Arc::new(AtomicU64::new(start));
+    Arc::new(move || Timestamp(now.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Everything tunable about an open store.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// When `execute` returns.
+    pub durability: Durability,
+    /// Evict an aggregate actor after this long without work; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// Snapshot every N events; `None` = never.
+    pub snapshot_every: Option<u64>,
+    /// Time source.
+    pub clock: Clock,
+    /// Event-id entropy.
+    pub id_seeds: IdSeedSource,
+    /// Projection / process-manager tuning.
+    pub reader: ReaderConfig,
+    /// Most events one group commit appends.
+    pub max_batch_events: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            durability: Durability::Sync,
+            idle_timeout: Some(Duration::from_secs(300)),
+            snapshot_every: Some(1000),
+            clock: system_clock(),
+            id_seeds: random_id_seeds(),
+            reader: ReaderConfig::default(),
+            max_batch_events: 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("durability", &self.durability)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("reader", &self.reader)
+            .field("max_batch_events", &self.max_batch_events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Test hook: make the next N log writes or fsyncs fail with EIO (the real error path runs).
+#[derive(Debug, Default)]
+pub struct Faults {
+    writes: AtomicU32,
+    syncs: AtomicU32,
+}
+
+impl Faults {
+    /// Fails the next `n` log writes.
+    pub fn fail_writes(&self, n: u32) {
+        self.writes.store(n, Ordering::SeqCst);
+    }
+    /// Fails the next `n` log fsyncs.
+    pub fn fail_syncs(&self, n: u32) {
+        self.syncs.store(n, Ordering::SeqCst);
+    }
+    pub(crate) fn check_write(&self) -> std::io::Result<()> {
+        take_one(&self.writes, "injected write failure")
+    }
+    pub(crate) fn check_sync(&self) -> std::io::Result<()> {
+        take_one(&self.syncs, "injected fdatasync failure")
+    }
+}
+
+fn take_one(counter: &AtomicU32, what: &str) -> std::io::Result<()> {
+    let taken = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if taken {
+        Err(std::io::Error::other(what.to_owned()))
+    } else {
+        Ok(())
+    }
+}

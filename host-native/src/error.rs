@@ -1,0 +1,186 @@
+//! Typed errors of the native host: store-level failures (`StoreError`) and command outcomes
+//! (`ExecuteError`, whose domain variant is the aggregate's own error type).
+
+use std::path::PathBuf;
+
+use evfold_core::{CommandError, ExpectedVersion, Fault, InvalidName, IoError, Rejection};
+
+/// What can go wrong opening, reading or administering a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another store in this process) holds the store's `LOCK`.
+    #[error("store is locked by another writer: {path} (open it read-only to inspect it)")]
+    LockHeld {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A stream id (type or instance id) was refused; nothing was written.
+    #[error("invalid stream id {aggregate_type:?}/{instance_id:?}: {reason}")]
+    InvalidStreamId {
+        /// The aggregate type given.
+        aggregate_type: String,
+        /// The instance id given.
+        instance_id: String,
+        /// Why it was refused.
+        reason: InvalidName,
+    },
+    /// A log holds an invalid complete line (or a bad line before the last): refused, never
+    /// skipped. Run `verify`, then `repair` to truncate explicitly.
+    #[error("corrupt log {path} at line {line} (byte offset {offset}): {reason}")]
+    Corrupt {
+        /// The log file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operating-system IO error on a path.
+    #[error("io error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file (snapshot, checkpoint, dead letter) does not decode.
+    #[error("cannot decode {path}: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// serde's message.
+        reason: String,
+    },
+    /// No aggregate of this type is registered.
+    #[error("unknown aggregate type {0:?}")]
+    UnknownAggregateType(String),
+    /// No projection of this name is registered.
+    #[error("unknown projection {0:?}")]
+    UnknownProjection(String),
+    /// No process manager of this name is registered.
+    #[error("unknown process manager {0:?}")]
+    UnknownProcessManager(String),
+    /// A projection or process manager stopped on a fatal error.
+    #[error("reader {name} failed: {reason}")]
+    ReaderFailed {
+        /// Reader name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store was opened read-only and the call would write.
+    #[error("store is open read-only")]
+    ReadOnly,
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// Domain code (or a payload conversion) failed.
+    #[error("domain code failed: {0}")]
+    Fault(Fault),
+    /// A state query failed inside the aggregate instance.
+    #[error("{0}")]
+    Command(CommandError),
+    /// An injected event does not decode as one of the aggregate's events.
+    #[error("injected event refused: {0}")]
+    InvalidEvent(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io { path: path.into(), source }
+    }
+}
+
+/// Why a command did not commit. `E` is the aggregate's error type (`A::Error`); JSON-level calls
+/// use [`JsonExecuteError`], where every domain refusal is a [`ExecuteError::Rejected`].
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E: std::error::Error + 'static> {
+    /// The aggregate refused the command with its typed error. Nothing was written.
+    #[error("rejected: {0}")]
+    Domain(E),
+    /// The aggregate refused the command (plugins and JSON-level calls). Nothing was written.
+    #[error("rejected: {0}")]
+    Rejected(Rejection),
+    /// The stream was not at the expected version. Nothing was written.
+    #[error("expected version {expected:?}, stream is at {actual}")]
+    WrongExpectedVersion {
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The stream's version.
+        actual: u64,
+    },
+    /// An event exceeds the size limit. Nothing was written.
+    #[error("event {event_type} is {bytes} bytes, over the {limit}-byte limit")]
+    EventTooLarge {
+        /// Offending event type.
+        event_type: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Domain code failed to run (bad payload, plugin trap). Nothing was written.
+    #[error("domain code failed: {0}")]
+    Fault(Fault),
+    /// Concurrent writers kept winning. Nothing was written.
+    #[error("conflict persisted after {attempts} attempts")]
+    Conflict {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The write or fsync failed: the command may or may not be durable. The stream was
+    /// dropped and is re-read from disk on next use.
+    #[error("storage failed, outcome unknown: {0}")]
+    Storage(IoError),
+    /// The stream is unavailable (poisoned or corrupt).
+    #[error("stream unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the call (invalid id, unknown type, closed, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// [`ExecuteError`] of JSON-level calls: domain refusals are [`ExecuteError::Rejected`].
+pub type JsonExecuteError = ExecuteError<std::convert::Infallible>;
+
+impl<E: std::error::Error + Send + Sync + 'static> ExecuteError<E> {
+    /// Maps the core's command error, downcasting a typed rejection to `E`.
+    pub fn from_command(error: CommandError) -> Self {
+        let CommandError::Rejected(rejection) = error else {
+            return Self::from_untyped(error);
+        };
+        let Rejection { message, error } = rejection;
+        let Some(any) = error else {
+            return ExecuteError::Rejected(Rejection { message, error: None });
+        };
+        match any.downcast::<E>() {
+            Ok(typed) => match std::sync::Arc::try_unwrap(typed) {
+                Ok(typed) => ExecuteError::Domain(typed),
+                Err(shared) => ExecuteError::Rejected(Rejection { message, error: Some(shared) }),
+            },
+            Err(other) => ExecuteError::Rejected(Rejection { message, error: Some(other) }),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> ExecuteError<E> {
+    /// Maps the core's command error without downcasting rejections.
+    pub fn from_untyped(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected(rejection) => ExecuteError::Rejected(rejection),
+            CommandError::WrongExpectedVersion { expected, actual } => {
+                ExecuteError::WrongExpectedVersion { expected, actual }
+            }
+            CommandError::EventTooLarge { event_type, bytes, limit } => {
+                ExecuteError::EventTooLarge { event_type, bytes, limit }
+            }
+            CommandError::Fault(fault) => ExecuteError::Fault(fault),
+            CommandError::Conflict { attempts } => ExecuteError::Conflict { attempts },
+            CommandError::Storage(e) => ExecuteError::Storage(e),
+            CommandError::Unavailable(reason) => ExecuteError::Unavailable(reason),
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Projection and process-manager threads: each drives one core reader machine from the
+//! store-wide order (woken whenever the durable watermark moves), fulfils its IO on real files
+//! (checkpoints, `ReadAll` through the index, dispatch to aggregate actors, dead letters), and
+//! answers state / rebuild / run requests once caught up.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use evfold_core::{
+    Checkpoint, CommandEnvelope, DeadLetter, DynProcessManager, DynProjection, IdSeed, Io, IoError, IoErrorKind, IoId,
+    IoResult, Notification, Output, Position, ProcessManagerMachine, ProjectionMachine, ReaderInput, StoredEvent,
+    Timestamp,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::error::{ExecuteError, StoreError};
+use crate::fsio;
+use crate::layout::{StoreLayout, CHECKPOINT_FILE};
+use crate::ledger::{Ledger, Wake};
+use crate::log::read_record_at;
+use crate::mailbox::{Mailbox, Received};
+use crate::store::Inner;
+
+/// Which kind of reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderKind {
+    /// A projection (read model).
+    Projection,
+    /// A process manager (workflow).
+    ProcessManager,
+}
+
+/// What one `run_process_managers` call did, per process manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerReport {
+    /// Process-manager name.
+    pub name: String,
+    /// Commands delivered since the previous report.
+    pub dispatched: u64,
+    /// Commands dead-lettered since the previous report.
+    pub dead_lettered: u64,
+    /// Commands delivered since the store opened.
+    pub total_dispatched: u64,
+    /// Commands dead-lettered since the store opened.
+    pub total_dead_lettered: u64,
+}
+
+/// What `run_process_managers` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessManagerReport {
+    /// Commands delivered since the previous report, all managers.
+    pub dispatched: u64,
+    /// Commands dead-lettered since the previous report, all managers.
+    pub dead_lettered: u64,
+    /// Per manager.
+    pub managers: Vec<ManagerReport>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A request to a reader thread.
+pub(crate) enum ReaderMsg {
+    State(Reply<Value>),
+    Rebuild(Reply<Value>),
+    Run(Reply<ManagerReport>),
+}
+
+/// The store's handle on a reader thread.
+pub(crate) struct ReaderRef {
+    pub(crate) name: String,
+    pub(crate) kind: ReaderKind,
+    pub(crate) mailbox: Arc<Mailbox<ReaderMsg>>,
+}
+
+enum Machine {
+    Projection(ProjectionMachine),
+    Manager(ProcessManagerMachine),
+}
+
+impl Machine {
+    fn handle(&mut self, now: Timestamp, input: ReaderInput) {
+        match self {
+            Machine::Projection(m) => m.handle(now, input),
+            Machine::Manager(m) => m.handle(now, input),
+        }
+    }
+    fn poll(&mut self) -> Option<Output> {
+        match self {
+            Machine::Projection(m) => m.poll(),
+            Machine::Manager(m) => m.poll(),
+        }
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        match self {
+            Machine::Projection(m) => m.poll_timeout().map(|t| t.0),
+            Machine::Manager(m) => m.poll_timeout().map(|t| t.0),
+        }
+    }
+    fn is_idle(&self) -> bool {
+        match self {
+            Machine::Projection(m) => m.is_idle(),
+            Machine::Manager(m) => m.is_idle(),
+        }
+    }
+    fn is_failed(&self) -> bool {
+        match self {
+            Machine::Projection(m) => m.is_failed(),
+            Machine::Manager(m) => m.is_failed(),
+        }
+    }
+    fn state(&mut self) -> Result<Value, StoreError> {
+        match self {
+            Machine::Projection(m) => m.state(),
+            Machine::Manager(m) => m.state(),
+        }
+        .map_err(StoreError::Fault)
+    }
+}
+
+enum Waiter {
+    State(Reply<Value>),
+    Run(Reply<ManagerReport>),
+}
+
+struct ReaderThread {
+    inner: Arc<Inner>,
+    name: String,
+    kind: ReaderKind,
+    dir: PathBuf,
+    machine: Machine,
+    mailbox: Arc<Mailbox<ReaderMsg>>,
+    waiters: Vec<Waiter>,
+    last_error: Option<String>,
+    dispatched: (u64, u64),
+    dead_lettered: (u64, u64),
+}
+
+/// Starts a projection's thread.
+pub(crate) fn spawn_projection(
+    inner: &Arc<Inner>,
+    projection: Box<dyn DynProjection>,
+) -> Result<ReaderRef, StoreError> {
+    let name = projection.name().to_owned();
+    let machine = ProjectionMachine::new(projection, inner.config.reader.clone(), inner.now());
+    spawn(inner, name, ReaderKind::Projection, Machine::Projection(machine))
+}
+
+/// Starts a process manager's thread.
+pub(crate) fn spawn_process_manager(
+    inner: &Arc<Inner>,
+    manager: Box<dyn DynProcessManager>,
+) -> Result<ReaderRef, StoreError> {
+    let name = manager.name().to_owned();
+    let machine = ProcessManagerMachine::new(manager, inner.config.reader.clone(), inner.now());
+    spawn(inner, name, ReaderKind::ProcessManager, Machine::Manager(machine))
+}
+
+fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -> Result<ReaderRef, StoreError> {
+    evfold_core::validate_name("reader name", &name).map_err(|reason| StoreError::InvalidStreamId {
+        aggregate_type: name.clone(),
+        instance_id: String::new(),
+        reason,
+    })?;
+    let dir = match kind {
+        ReaderKind::Projection => inner.layout.projection_dir(&name),
+        ReaderKind::ProcessManager => inner.layout.process_manager_dir(&name),
+    };
+    let mailbox: Arc<Mailbox<ReaderMsg>> = Arc::new(Mailbox::default());
+    let weak: Weak<dyn Wake> = Arc::downgrade(&mailbox) as Weak<dyn Wake>;
+    inner.ledger.watch(weak);
+    let thread = ReaderThread {
+        inner: inner.clone(),
+        name: name.clone(),
+        kind,
+        dir,
+        machine,
+        mailbox: mailbox.clone(),
+        waiters: Vec::new(),
+        last_error: None,
+        dispatched: (0, 0),
+        dead_lettered: (0, 0),
+    };
+    let handle = std::thread::Builder::new()
+        .name(format!("evfold-reader:{name}"))
+        .spawn(move || thread.run())
+        .map_err(|e| StoreError::io(inner.layout.root(), e))?;
+    inner.push_thread(handle);
+    Ok(ReaderRef { name, kind, mailbox })
+}
+
+/// Asks a reader for its state once caught up.
+pub(crate) async fn ask_state(reader: &ReaderRef) -> Result<Value, StoreError> {
+    ask(reader, ReaderMsg::State).await
+}
+
+/// Asks a projection to rebuild; answers with the rebuilt state.
+pub(crate) async fn ask_rebuild(reader: &ReaderRef) -> Result<Value, StoreError> {
+    ask(reader, ReaderMsg::Rebuild).await
+}
+
+/// Asks a process manager to catch up and report.
+pub(crate) async fn ask_run(reader: &ReaderRef) -> Result<ManagerReport, StoreError> {
+    ask(reader, ReaderMsg::Run).await
+}
+
+async fn ask<T>(reader: &ReaderRef, build: impl FnOnce(Reply<T>) -> ReaderMsg) -> Result<T, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    if reader.mailbox.send(build(tx)).is_err() {
+        return Err(StoreError::Closed);
+    }
+    rx.await.map_err(|_| StoreError::Closed)?
+}
+
+impl ReaderThread {
+    fn run(mut self) {
+        let span = tracing::debug_span!("reader", name = %self.name);
+        let _enter = span.enter();
+        loop {
+            self.drain();
+            self.answer_waiters();
+            let deadline = self.machine.poll_timeout().map(|at| self.instant_for(at));
+            let now = self.inner.now();
+            match self.mailbox.recv(deadline) {
+                Received::Message(message) => self.on_message(message),
+                Received::Woken => self.machine.handle(now, ReaderInput::Wake),
+                Received::Timeout => self.machine.handle(now, ReaderInput::Timeout),
+                Received::Closed => break,
+            }
+        }
+        for waiter in self.waiters.drain(..) {
+            match waiter {
+                Waiter::State(reply) => drop(reply.send(Err(StoreError::Closed))),
+                Waiter::Run(reply) => drop(reply.send(Err(StoreError::Closed))),
+            }
+        }
+    }
+
+    fn instant_for(&self, at: Timestamp) -> Instant {
+        let now = self.inner.now();
+        Instant::now() + Duration::from_millis(at.0.saturating_sub(now.0))
+    }
+
+    fn on_message(&mut self, message: ReaderMsg) {
+        let now = self.inner.now();
+        match message {
+            ReaderMsg::State(reply) => {
+                self.waiters.push(Waiter::State(reply));
+                self.machine.handle(now, ReaderInput::Wake);
+            }
+            ReaderMsg::Rebuild(reply) => {
+                if self.kind == ReaderKind::ProcessManager {
+                    let reason = "process managers cannot be rebuilt".to_owned();
+                    let _ = reply.send(Err(StoreError::ReaderFailed { name: self.name.clone(), reason }));
+                    return;
+                }
+                self.last_error = None;
+                self.waiters.push(Waiter::State(reply));
+                self.machine.handle(now, ReaderInput::Rebuild);
+            }
+            ReaderMsg::Run(reply) => {
+                self.waiters.push(Waiter::Run(reply));
+                self.machine.handle(now, ReaderInput::Wake);
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        let _span = tracing::debug_span!("catch_up").entered();
+        while let Some(output) = self.machine.poll() {
+            match output {
+                Output::Io { io, request } => self.complete(io, request),
+                Output::Notify(notification) => self.notified(notification),
+                Output::Reply { .. } | Output::State { .. } => {}
+            }
+        }
+    }
+
+    fn complete(&mut self, io: IoId, request: Io) {
+        let result = self.fulfil(request);
+        let now = self.inner.now();
+        self.machine.handle(now, ReaderInput::Completed { io, result });
+    }
+
+    fn notified(&mut self, notification: Notification) {
+        match notification {
+            Notification::Poisoned { reason, .. } => {
+                tracing::warn!(%reason, "reader failure");
+                self.last_error = Some(reason);
+            }
+            Notification::DeadLettered { dispatch_id, .. } => {
+                tracing::warn!(%dispatch_id, "command dead-lettered");
+                self.dead_lettered.0 += 1;
+                self.dead_lettered.1 += 1;
+            }
+            other => tracing::trace!(?other, "notification"),
+        }
+    }
+
+    fn answer_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let failed = self.machine.is_failed();
+        if !failed && !self.machine.is_idle() {
+            return;
+        }
+        for waiter in std::mem::take(&mut self.waiters) {
+            let error = || StoreError::ReaderFailed {
+                name: self.name.clone(),
+                reason: self.last_error.clone().unwrap_or_else(|| "failed".into()),
+            };
+            match waiter {
+                Waiter::State(reply) => {
+                    let result = if failed { Err(error()) } else { self.machine.state() };
+                    let _ = reply.send(result);
+                }
+                Waiter::Run(reply) => {
+                    let report = ManagerReport {
+                        name: self.name.clone(),
+                        dispatched: std::mem::take(&mut self.dispatched.0),
+                        dead_lettered: std::mem::take(&mut self.dead_lettered.0),
+                        total_dispatched: self.dispatched.1,
+                        total_dead_lettered: self.dead_lettered.1,
+                    };
+                    let _ = reply.send(if failed { Err(error()) } else { Ok(report) });
+                }
+            }
+        }
+    }
+
+    fn fulfil(&mut self, request: Io) -> IoResult {
+        match request {
+            Io::ReadCheckpoint { .. } => self.read_checkpoint(),
+            Io::ReadAll { after, max_events } => self.read_all(&after, max_events),
+            Io::WriteCheckpoint { checkpoint, .. } => {
+                let bytes = serde_json::to_vec(&checkpoint).expect("a checkpoint serializes");
+                done_or_storage(fsio::atomic_write(&self.dir.join(CHECKPOINT_FILE), &bytes))
+            }
+            Io::Dispatch { dispatch_id, command } => self.dispatch(&dispatch_id, command),
+            Io::WriteDeadLetter { letter, .. } => {
+                let mut line = serde_json::to_vec(&letter).expect("a dead letter serializes");
+                line.push(b'\n');
+                done_or_storage(fsio::append_line_durable(&self.inner.layout.dead_letters_file(&self.name), &line))
+            }
+            other => IoResult::Failed(IoError::new(IoErrorKind::Storage, format!("not a reader request: {other:?}"))),
+        }
+    }
+
+    fn read_checkpoint(&mut self) -> IoResult {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let bytes = match fsio::read_optional(&path) {
+            Ok(None) => return IoResult::Checkpoint(None),
+            Ok(Some(bytes)) => bytes,
+            Err(e) => return IoResult::Failed(IoError::new(IoErrorKind::Storage, e.to_string())),
+        };
+        let checkpoint = match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Ok(c) => c,
+            Err(e) => return self.unusable_checkpoint(format!("{} does not decode: {e}", path.display())),
+        };
+        let position = checkpoint.position.0.as_u64().unwrap_or(0);
+        let watermark = self.inner.ledger.watermark();
+        if position > watermark {
+            let reason = format!("{} is at pos {position}, past the store's end {watermark}", path.display());
+            return self.unusable_checkpoint(reason);
+        }
+        IoResult::Checkpoint(Some(checkpoint))
+    }
+
+    /// A projection folds again from the start; a process manager must not (it would
+    /// re-dispatch everything), so it stops with the reason.
+    fn unusable_checkpoint(&mut self, reason: String) -> IoResult {
+        match self.kind {
+            ReaderKind::Projection => {
+                tracing::warn!(%reason, "checkpoint unusable; rebuilding the projection");
+                IoResult::Checkpoint(None)
+            }
+            ReaderKind::ProcessManager => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, reason)),
+        }
+    }
+
+    fn read_all(&mut self, after: &Position, max_events: usize) -> IoResult {
+        let after = after.0.as_u64().unwrap_or(0);
+        match read_positions(&self.inner.layout, &self.inner.ledger, after, max_events) {
+            Ok((events, next)) => {
+                let next = if next == 0 { Position::start() } else { Position(Value::from(next)) };
+                IoResult::Batch { events, next }
+            }
+            Err(e) => IoResult::Failed(IoError::new(IoErrorKind::Storage, e.to_string())),
+        }
+    }
+
+    fn dispatch(&mut self, dispatch_id: &str, envelope: CommandEnvelope) -> IoResult {
+        let CommandEnvelope { target, command, context } = envelope;
+        let seed = seed_for(dispatch_id);
+        match self.inner.execute_blocking(&target, command, context, Some(seed)) {
+            Ok(_) => {
+                self.dispatched.0 += 1;
+                self.dispatched.1 += 1;
+                IoResult::Done
+            }
+            Err(e) => {
+                let kind = match &e {
+                    ExecuteError::Rejected(_)
+                    | ExecuteError::Fault(_)
+                    | ExecuteError::EventTooLarge { .. }
+                    | ExecuteError::Store(StoreError::UnknownAggregateType(_))
+                    | ExecuteError::Store(StoreError::InvalidStreamId { .. }) => IoErrorKind::Rejected,
+                    _ => IoErrorKind::Unavailable,
+                };
+                IoResult::Failed(IoError::new(kind, e.to_string()))
+            }
+        }
+    }
+}
+
+fn done_or_storage(result: Result<(), StoreError>) -> IoResult {
+    match result {
+        Ok(()) => IoResult::Done,
+        Err(e) => IoResult::Failed(IoError::new(IoErrorKind::Storage, e.to_string())),
+    }
+}
+
+/// Event ids of a dispatched command derive from its dispatch id, so a re-dispatch after a
+/// crash produces events with the same ids (recognisable duplicates).
+fn seed_for(dispatch_id: &str) -> IdSeed {
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        dispatch_id.hash(&mut h);
+        h.finish()
+    };
+    IdSeed(((u128::from(half(1)) << 64) | u128::from(half(2))) & !0xfff)
+}
+
+/// Up to `max` settled events after `after`, read through the index; and the position scanned to.
+pub(crate) fn read_positions(
+    layout: &StoreLayout,
+    ledger: &Ledger,
+    after: u64,
+    max: usize,
+) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+    let (entries, next) = ledger.slice(after, max);
+    let mut files: HashMap<Arc<evfold_core::StreamId>, (PathBuf, File)> = HashMap::new();
+    let mut events = Vec::with_capacity(entries.len());
+    for (pos, entry) in entries {
+        if !files.contains_key(&entry.stream) {
+            let path = layout.events_file(&entry.stream);
+            let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+            files.insert(entry.stream.clone(), (path, file));
+        }
+        let (path, file) = &files[&entry.stream];
+        let record = read_record_at(file, path, entry.offset)?;
+        if record.pos != pos {
+            return Err(StoreError::Corrupt {
+                path: path.clone(),
+                line: 0,
+                offset: entry.offset,
+                reason: format!("index says pos {pos}, line holds pos {}", record.pos),
+            });
+        }
+        events.push(StoredEvent { stream: (*entry.stream).clone(), record });
+    }
+    Ok((events, next))
+}
+
+/// Reads a dead-letter log.
+pub(crate) fn read_dead_letters(path: &Path) -> Result<Vec<DeadLetter>, StoreError> {
+    let Some(bytes) = fsio::read_optional(path)? else { return Ok(Vec::new()) };
+    let mut letters = Vec::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let letter = serde_json::from_slice(line)
+            .map_err(|e| StoreError::Decode { path: path.to_owned(), reason: e.to_string() })?;
+        letters.push(letter);
+    }
+    Ok(letters)
+}

@@ -1,0 +1,823 @@
+//! The store: open (lock, scan, recover, index), the actor registry (get-or-spawn, idle
+//! handoff), and the public async API (`AggregateStore`, its builder, `AggregateHandle`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use evfold_core::{
+    to_payload, Aggregate, AggregateConfig, AggregateFactory, CommandContext, Committed, DynProcessManager,
+    DynProjection, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, ProcessManager, Projection, ReaderConfig,
+    StoredEvent, StreamId, Timestamp, TypedAggregateFactory, TypedProcessManager, TypedProjection,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome};
+pub use crate::config::Durability;
+use crate::config::{Clock, Faults, IdSeedSource, StoreConfig};
+use crate::error::{ExecuteError, JsonExecuteError, StoreError};
+use crate::layout::{self, StoreLayout};
+use crate::ledger::{Found, Ledger};
+use crate::log::{self, TornTail};
+use crate::mailbox::Mailbox;
+use crate::readers::{self, ProcessManagerReport, ReaderKind, ReaderRef};
+use crate::subscribe::Subscription;
+
+/// Shared state of one open store: every actor and reader thread holds it.
+pub(crate) struct Inner {
+    pub(crate) layout: StoreLayout,
+    pub(crate) config: StoreConfig,
+    pub(crate) read_only: bool,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) faults: Arc<Faults>,
+    factories: RwLock<BTreeMap<String, Arc<dyn AggregateFactory>>>,
+    pub(crate) registry: Mutex<HashMap<StreamId, Arc<Mailbox<ActorMsg>>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) readers: OnceLock<BTreeMap<String, ReaderRef>>,
+    closed: AtomicBool,
+    lock: Mutex<Option<File>>,
+}
+
+impl Inner {
+    pub(crate) fn now(&self) -> Timestamp {
+        (self.config.clock)()
+    }
+
+    pub(crate) fn next_seed(&self) -> IdSeed {
+        (self.config.id_seeds)()
+    }
+
+    pub(crate) fn aggregate_config(&self) -> AggregateConfig {
+        AggregateConfig {
+            snapshot_every: self.config.snapshot_every,
+            sync_each_batch: self.config.durability == Durability::Sync,
+            max_batch_events: self.config.max_batch_events,
+            idle_timeout_ms: self.config.idle_timeout.map(|d| d.as_millis() as u64),
+            ..AggregateConfig::default()
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn factory(&self, aggregate_type: &str) -> Result<Arc<dyn AggregateFactory>, StoreError> {
+        let factories = self.factories.read().expect("factories lock");
+        factories
+            .get(aggregate_type)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownAggregateType(aggregate_type.to_owned()))
+    }
+
+    fn register_factory(&self, factory: Arc<dyn AggregateFactory>) {
+        let mut factories = self.factories.write().expect("factories lock");
+        factories.entry(factory.aggregate_type().to_owned()).or_insert(factory);
+    }
+
+    /// The live actor's mailbox for `stream`, spawning the actor if there is none. Under the
+    /// registry lock, so concurrent first `get`s of one id share one actor.
+    pub(crate) fn mailbox_for(self: &Arc<Self>, stream: &StreamId) -> Result<Arc<Mailbox<ActorMsg>>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let factory = self.factory(stream.aggregate_type())?;
+        let mut registry = self.registry.lock().expect("registry lock");
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        if let Some(mailbox) = registry.get(stream) {
+            return Ok(mailbox.clone());
+        }
+        let mailbox = Arc::new(Mailbox::default());
+        let actor = Actor::new(self.clone(), stream.clone(), mailbox.clone(), factory)?;
+        let name = format!("evfold:{}", stream.instance_id());
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || actor.run())
+            .map_err(|e| StoreError::io(self.layout.root(), e))?;
+        registry.insert(stream.clone(), mailbox.clone());
+        drop(registry);
+        let mut threads = self.threads.lock().expect("threads lock");
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+        Ok(mailbox)
+    }
+
+    /// Delivers a message to the stream's actor, respawning it if the one found just retired.
+    #[allow(clippy::result_large_err)] // the message comes back to be answered, not propagated
+    pub(crate) fn route(self: &Arc<Self>, stream: &StreamId, mut message: ActorMsg) -> Result<(), ActorMsg> {
+        loop {
+            let Ok(mailbox) = self.mailbox_for(stream) else { return Err(message) };
+            match mailbox.send(message) {
+                Ok(()) => return Ok(()),
+                Err(back) => message = back,
+            }
+        }
+    }
+
+    /// Sends a message built around a reply channel and waits (async) for the answer.
+    async fn ask<T>(
+        self: &Arc<Self>,
+        stream: &StreamId,
+        build: impl FnOnce(oneshot::Sender<T>) -> ActorMsg,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.mailbox_for(stream)?;
+        if let Err(message) = self.route(stream, build(tx)) {
+            fail_message(message, "store closed");
+        }
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Same, blocking (reader threads).
+    pub(crate) fn ask_blocking<T>(
+        self: &Arc<Self>,
+        stream: &StreamId,
+        build: impl FnOnce(oneshot::Sender<T>) -> ActorMsg,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.mailbox_for(stream)?;
+        if let Err(message) = self.route(stream, build(tx)) {
+            fail_message(message, "store closed");
+        }
+        rx.blocking_recv().map_err(|_| StoreError::Closed)
+    }
+
+    /// Executes a JSON-level command (blocking; process-manager dispatch).
+    pub(crate) fn execute_blocking(
+        self: &Arc<Self>,
+        stream: &StreamId,
+        command: Payload,
+        context: CommandContext,
+        ids: Option<IdSeed>,
+    ) -> Result<Committed, JsonExecuteError> {
+        let result = self.ask_blocking(stream, |reply| ActorMsg::Command {
+            command,
+            context,
+            expected: ExpectedVersion::Any,
+            ids,
+            reply,
+        })?;
+        result.map_err(ExecuteError::from_untyped)
+    }
+
+    /// Stops everything: actors finish what they hold, readers stop, threads are joined, the
+    /// lock is released.
+    fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mailboxes: Vec<_> = self.registry.lock().expect("registry lock").drain().map(|(_, m)| m).collect();
+        for mailbox in mailboxes {
+            mailbox.close();
+        }
+        if let Some(readers) = self.readers.get() {
+            for reader in readers.values() {
+                reader.mailbox.close();
+            }
+        }
+        self.ledger.wake_all();
+        loop {
+            let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+            if threads.is_empty() {
+                break;
+            }
+            for thread in threads {
+                let _ = thread.join();
+            }
+        }
+        self.lock.lock().expect("lock slot").take();
+    }
+
+    pub(crate) fn push_thread(&self, thread: JoinHandle<()>) {
+        self.threads.lock().expect("threads lock").push(thread);
+    }
+}
+
+/// Shuts the store down when the last clone of the store (or of a handle) is dropped.
+struct Guard(Arc<Inner>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+/// A durable event store on JSONL files: one writing process per directory (flocked `LOCK`),
+/// one actor thread per live aggregate instance, projections and process managers driven from
+/// the store-wide order. Cheap to clone; the last clone dropped (or [`AggregateStore::close`])
+/// stops the threads and releases the lock.
+#[derive(Clone)]
+pub struct AggregateStore {
+    inner: Arc<Inner>,
+    guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for AggregateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateStore").field("root", &self.inner.layout.root()).finish_non_exhaustive()
+    }
+}
+
+/// Configures a store before opening it.
+pub struct AggregateStoreBuilder {
+    layout: StoreLayout,
+    config: StoreConfig,
+    read_only: bool,
+    factories: Vec<Arc<dyn AggregateFactory>>,
+    projections: Vec<Box<dyn DynProjection>>,
+    managers: Vec<Box<dyn DynProcessManager>>,
+    faults: Arc<Faults>,
+}
+
+impl AggregateStoreBuilder {
+    /// Registers a typed aggregate (also a process-manager dispatch target).
+    pub fn aggregate<A: Aggregate>(self) -> Self {
+        self.aggregate_factory(Arc::new(TypedAggregateFactory::<A>::default()))
+    }
+
+    /// Alias of [`AggregateStoreBuilder::aggregate`] (the peer crate's name).
+    pub fn aggregate_type<A: Aggregate>(self) -> Self {
+        self.aggregate::<A>()
+    }
+
+    /// Registers any aggregate factory, e.g. a WASM plugin's.
+    pub fn aggregate_factory(mut self, factory: Arc<dyn AggregateFactory>) -> Self {
+        self.factories.push(factory);
+        self
+    }
+
+    /// Registers a typed projection.
+    pub fn projection<P: Projection>(self) -> Self {
+        self.projection_dyn(Box::new(TypedProjection::<P>::default()))
+    }
+
+    /// Registers any projection (e.g. a plugin's).
+    pub fn projection_dyn(mut self, projection: Box<dyn DynProjection>) -> Self {
+        self.projections.push(projection);
+        self
+    }
+
+    /// Registers a typed process manager.
+    pub fn process_manager<M: ProcessManager>(self) -> Self {
+        self.process_manager_dyn(Box::new(TypedProcessManager::<M>::default()))
+    }
+
+    /// Registers any process manager.
+    pub fn process_manager_dyn(mut self, manager: Box<dyn DynProcessManager>) -> Self {
+        self.managers.push(manager);
+        self
+    }
+
+    /// Evicts an idle aggregate actor after this long (default 300 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Never evicts idle actors.
+    pub fn no_idle_timeout(mut self) -> Self {
+        self.config.idle_timeout = None;
+        self
+    }
+
+    /// Durable (default) or buffered acknowledgements.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
+    /// Snapshot every N events (default 1,000); `None` = never.
+    pub fn snapshot_every(mut self, every: Option<u64>) -> Self {
+        self.config.snapshot_every = every;
+        self
+    }
+
+    /// Injects the time source (default: the system clock in ms).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Injects the event-id entropy (default: UUIDv7-like random seeds).
+    pub fn id_seed_source(mut self, seeds: IdSeedSource) -> Self {
+        self.config.id_seeds = seeds;
+        self
+    }
+
+    /// Tunes projections and process managers.
+    pub fn reader_config(mut self, reader: ReaderConfig) -> Self {
+        self.config.reader = reader;
+        self
+    }
+
+    /// Most events one group commit appends (default 1,024).
+    pub fn max_batch_events(mut self, n: usize) -> Self {
+        self.config.max_batch_events = n.max(1);
+        self
+    }
+
+    /// Opens without taking the lock, for inspection while another process writes. Writes fail
+    /// with [`StoreError::ReadOnly`]; torn tails are ignored, not repaired.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Test hook: the store's fault injector (fail the next N log writes / fsyncs).
+    #[doc(hidden)]
+    pub fn faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Opens the store: takes the lock, scans and recovers every stream, rebuilds the index,
+    /// starts the readers.
+    pub async fn open(self) -> Result<AggregateStore, StoreError> {
+        match tokio::task::spawn_blocking(move || self.open_blocking()).await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::io("open", std::io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// [`AggregateStoreBuilder::open`] for synchronous callers (blocks).
+    pub fn open_blocking(self) -> Result<AggregateStore, StoreError> {
+        let _span =
+            tracing::info_span!("open", root = %self.layout.root().display(), read_only = self.read_only).entered();
+        let lock = if self.read_only { None } else { Some(take_lock(&self.layout)?) };
+        let ledger = scan_store(&self.layout, self.read_only)?;
+        let inner = Arc::new(Inner {
+            layout: self.layout,
+            config: self.config,
+            read_only: self.read_only,
+            ledger: Arc::new(ledger),
+            faults: self.faults,
+            factories: RwLock::new(BTreeMap::new()),
+            registry: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+            readers: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(lock),
+        });
+        for factory in self.factories {
+            inner.register_factory(factory);
+        }
+        let mut readers = BTreeMap::new();
+        if !inner.read_only {
+            for projection in self.projections {
+                let reader = readers::spawn_projection(&inner, projection)?;
+                readers.insert(reader.name.clone(), reader);
+            }
+            for manager in self.managers {
+                let reader = readers::spawn_process_manager(&inner, manager)?;
+                readers.insert(reader.name.clone(), reader);
+            }
+        }
+        let _ = inner.readers.set(readers);
+        let guard = Arc::new(Guard(inner.clone()));
+        Ok(AggregateStore { inner, guard })
+    }
+}
+
+fn take_lock(layout: &StoreLayout) -> Result<File, StoreError> {
+    crate::fsio::create_dir_durable(layout.root())?;
+    let path = layout.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::LockHeld { path }),
+        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+    }
+    let diagnostic = format!("pid {}\n", std::process::id());
+    let _ = file.set_len(0).and_then(|()| std::io::Write::write_all(&mut &file, diagnostic.as_bytes()));
+    Ok(file)
+}
+
+/// Scans every stream (recovering torn tails unless read-only; refusing corruption) and
+/// rebuilds the store-wide index from what is on disk.
+pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger, StoreError> {
+    let _span = tracing::debug_span!("scan_store").entered();
+    let torn = if read_only { TornTail::Ignore } else { TornTail::Quarantine };
+    let mut found: Vec<Found> = Vec::new();
+    for stream in layout::list_streams(layout, None)? {
+        let path = layout.events_file(&stream);
+        let Some(loaded) = log::load(&path, torn)? else { continue };
+        let stream = Arc::new(stream);
+        for (record, offset) in loaded.records.into_iter().zip(loaded.offsets) {
+            found.push((record.pos, stream.clone(), offset, record.id));
+        }
+    }
+    Ledger::rebuild(found, read_only).map_err(|dup| StoreError::Corrupt {
+        path: layout.streams_dir(),
+        line: 0,
+        offset: 0,
+        reason: format!("pos {} appears in both {} and {}", dup.pos, dup.streams.0, dup.streams.1),
+    })
+}
+
+/// One page of [`AggregateStore::list_streams_page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPage {
+    /// Streams in this page, sorted by type then id.
+    pub streams: Vec<StreamId>,
+    /// Pass as `after` to get the next page; `None` when this was the last.
+    pub next: Option<StreamId>,
+}
+
+impl AggregateStore {
+    /// Opens (or creates) the store at `dir` with default settings.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<AggregateStore, StoreError> {
+        Self::builder(dir).open().await
+    }
+
+    /// A builder for a store at `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> AggregateStoreBuilder {
+        AggregateStoreBuilder {
+            layout: StoreLayout::new(dir.as_ref()),
+            config: StoreConfig::default(),
+            read_only: false,
+            factories: Vec::new(),
+            projections: Vec::new(),
+            managers: Vec::new(),
+            faults: Arc::new(Faults::default()),
+        }
+    }
+
+    /// The store's paths.
+    pub fn layout(&self) -> &StoreLayout {
+        &self.inner.layout
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Registers a factory after opening (no-op if the type is already registered).
+    pub fn register_factory(&self, factory: Arc<dyn AggregateFactory>) {
+        self.inner.register_factory(factory);
+    }
+
+    /// A handle to one aggregate instance, spawning its actor if needed. The id is validated
+    /// first: nothing is created for an invalid one. `A` is registered on first use.
+    pub async fn get<A: Aggregate>(&self, id: &str) -> Result<AggregateHandle<A>, StoreError> {
+        let stream = layout::stream_id(A::AGGREGATE_TYPE, id)?;
+        self.inner.register_factory(Arc::new(TypedAggregateFactory::<A>::default()));
+        let mailbox = self.inner.mailbox_for(&stream)?;
+        Ok(AggregateHandle {
+            target: Arc::new(Target { store: self.clone(), stream, mailbox: Mutex::new(mailbox) }),
+            _a: PhantomData,
+        })
+    }
+
+    /// Executes a JSON-level command on `aggregate_type/id` (CLI, plugins, buses).
+    pub async fn execute_json(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        command: Payload,
+        context: CommandContext,
+        expected: ExpectedVersion,
+    ) -> Result<Committed, JsonExecuteError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        let span = tracing::debug_span!("execute", %stream, command = %command.type_name);
+        let result = self
+            .inner
+            .ask(&stream, |reply| ActorMsg::Command { command, context, expected, ids: None, reply })
+            .instrument(span)
+            .await?;
+        result.map_err(ExecuteError::from_untyped)
+    }
+
+    /// Version and JSON state of `aggregate_type/id`. Read-only stores fold the log directly.
+    pub async fn state_json(&self, aggregate_type: &str, id: &str) -> Result<(u64, Value), StoreError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        if self.inner.read_only {
+            let inner = self.inner.clone();
+            return blocking(move || fold_read_only(&inner, &stream)).await;
+        }
+        let result = self.inner.ask(&stream, |reply| ActorMsg::Query { reply }).await?;
+        result.map_err(StoreError::Command)
+    }
+
+    /// Instance ids of aggregate `A`, sorted.
+    pub async fn list<A: Aggregate>(&self) -> Result<Vec<String>, StoreError> {
+        let streams = self.list_streams(Some(A::AGGREGATE_TYPE)).await?;
+        Ok(streams.into_iter().map(|s| s.instance_id().to_owned()).collect())
+    }
+
+    /// Every stream (optionally of one type), sorted by type then id.
+    pub async fn list_streams(&self, aggregate_type: Option<&str>) -> Result<Vec<StreamId>, StoreError> {
+        let layout = self.inner.layout.clone();
+        let filter = aggregate_type.map(str::to_owned);
+        if let Some(t) = &filter {
+            evfold_core::validate_name("aggregate type", t).map_err(|reason| StoreError::InvalidStreamId {
+                aggregate_type: t.clone(),
+                instance_id: String::new(),
+                reason,
+            })?;
+        }
+        blocking(move || layout::list_streams(&layout, filter.as_deref())).await
+    }
+
+    /// One page of streams after `after` (exclusive), at most `limit`.
+    pub async fn list_streams_page(
+        &self,
+        aggregate_type: Option<&str>,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<StreamPage, StoreError> {
+        let all = self.list_streams(aggregate_type).await?;
+        let start = after.map_or(0, |a| all.partition_point(|s| s <= a));
+        let streams: Vec<StreamId> = all.iter().skip(start).take(limit).cloned().collect();
+        let next = (start + streams.len() < all.len()).then(|| streams.last().cloned()).flatten();
+        Ok(StreamPage { streams, next })
+    }
+
+    /// Every event of one stream (durable ones, in a writing store).
+    pub async fn read_events(&self, aggregate_type: &str, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        self.read_events_from(aggregate_type, id, 0).await
+    }
+
+    /// Events of one stream with `seq > after_seq`.
+    pub async fn read_events_from(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        after_seq: u64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        let inner = self.inner.clone();
+        blocking(move || read_stream_records(&inner, &stream, after_seq)).await
+    }
+
+    /// The stream's version (last durable `seq`; 0 if it has no events).
+    pub async fn stream_version(&self, aggregate_type: &str, id: &str) -> Result<u64, StoreError> {
+        Ok(self.read_events(aggregate_type, id).await?.last().map_or(0, |r| r.seq))
+    }
+
+    /// Every durable event with `pos >= from_pos`, in store-wide order.
+    pub async fn read_all(&self, from_pos: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_all_page(from_pos, usize::MAX).await
+    }
+
+    /// At most `limit` durable events with `pos >= from_pos`, in store-wide order.
+    pub async fn read_all_page(&self, from_pos: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let after = from_pos.saturating_sub(1);
+            if inner.read_only {
+                let ledger = scan_store(&inner.layout, true)?;
+                return Ok(readers::read_positions(&inner.layout, &ledger, after, limit)?.0);
+            }
+            Ok(readers::read_positions(&inner.layout, &inner.ledger, after, limit)?.0)
+        })
+        .await
+    }
+
+    /// The highest position readers may see (every event at or below it is durable).
+    pub fn durable_position(&self) -> u64 {
+        self.inner.ledger.watermark()
+    }
+
+    /// Appends a pre-validated event (relay sync) to `aggregate_type/id`, unless an event with
+    /// its id is already stored (checked against every event on disk: survives restarts).
+    /// The event must decode as one of the aggregate's events.
+    pub async fn inject_event(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        event: NewEvent,
+    ) -> Result<InjectOutcome, StoreError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        self.inner.ask(&stream, |reply| ActorMsg::Inject { event, reply }).await?
+    }
+
+    /// Typed [`AggregateStore::inject_event`]: the event id and metadata come from the relay.
+    pub async fn inject<A: Aggregate>(
+        &self,
+        id: &str,
+        event_id: evfold_core::EventId,
+        event: &A::Event,
+        ts: Timestamp,
+        meta: evfold_core::Metadata,
+    ) -> Result<InjectOutcome, StoreError> {
+        self.inner.register_factory(Arc::new(TypedAggregateFactory::<A>::default()));
+        let payload = to_payload(event).map_err(StoreError::Fault)?;
+        self.inject_event(A::AGGREGATE_TYPE, id, NewEvent { id: event_id, payload, ts, meta }).await
+    }
+
+    /// The typed read model of projection `P`, caught up with every event durable at the call.
+    pub async fn projection<P: Projection>(&self) -> Result<P, StoreError> {
+        let state = self.projection_json(P::NAME).await?;
+        serde_json::from_value(state).map_err(|e| StoreError::Decode { path: P::NAME.into(), reason: e.to_string() })
+    }
+
+    /// The JSON read model of a projection, caught up with every event durable at the call.
+    pub async fn projection_json(&self, name: &str) -> Result<Value, StoreError> {
+        let reader = self.reader(name, ReaderKind::Projection)?;
+        readers::ask_state(reader).await
+    }
+
+    /// Forgets projection `P`'s state and checkpoint and folds every event again.
+    pub async fn rebuild_projection<P: Projection>(&self) -> Result<P, StoreError> {
+        let reader = self.reader(P::NAME, ReaderKind::Projection)?;
+        let state = readers::ask_rebuild(reader).await?;
+        serde_json::from_value(state).map_err(|e| StoreError::Decode { path: P::NAME.into(), reason: e.to_string() })
+    }
+
+    /// Rebuilds a projection by name; returns its JSON state.
+    pub async fn rebuild_projection_json(&self, name: &str) -> Result<Value, StoreError> {
+        let reader = self.reader(name, ReaderKind::Projection)?;
+        readers::ask_rebuild(reader).await
+    }
+
+    /// Lets every process manager catch up (dispatching what it must) and reports.
+    pub async fn run_process_managers(&self) -> Result<ProcessManagerReport, StoreError> {
+        let managers: Vec<&ReaderRef> = self
+            .inner
+            .readers
+            .get()
+            .map(|r| r.values().filter(|r| r.kind == ReaderKind::ProcessManager).collect())
+            .unwrap_or_default();
+        let mut report = ProcessManagerReport::default();
+        for manager in managers {
+            report.managers.push(readers::ask_run(manager).await?);
+        }
+        report.dispatched = report.managers.iter().map(|m| m.dispatched).sum();
+        report.dead_lettered = report.managers.iter().map(|m| m.dead_lettered).sum();
+        Ok(report)
+    }
+
+    /// The dead letters of a process manager, oldest first.
+    pub async fn dead_letters(&self, name: &str) -> Result<Vec<evfold_core::DeadLetter>, StoreError> {
+        let path = self.inner.layout.dead_letters_file(name);
+        evfold_core::validate_name("process manager", name)
+            .map_err(|_| StoreError::UnknownProcessManager(name.to_owned()))?;
+        blocking(move || readers::read_dead_letters(&path)).await
+    }
+
+    /// Past then live events with `pos >= from_pos`, in store-wide order.
+    pub fn subscribe(&self, from_pos: u64) -> Result<Subscription, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        crate::subscribe::spawn(&self.inner, from_pos)
+    }
+
+    /// Stops every thread, waits for them, and releases the lock.
+    pub async fn close(self) {
+        let guard = self.guard.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || guard.0.shutdown()).await;
+    }
+
+    fn reader(&self, name: &str, kind: ReaderKind) -> Result<&ReaderRef, StoreError> {
+        let unknown = || match kind {
+            ReaderKind::Projection => StoreError::UnknownProjection(name.to_owned()),
+            ReaderKind::ProcessManager => StoreError::UnknownProcessManager(name.to_owned()),
+        };
+        let reader = self.inner.readers.get().and_then(|r| r.get(name)).ok_or_else(unknown)?;
+        if reader.kind != kind {
+            return Err(unknown());
+        }
+        Ok(reader)
+    }
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::io("blocking task", std::io::Error::other(e.to_string()))),
+    }
+}
+
+fn read_stream_records(inner: &Inner, stream: &StreamId, after_seq: u64) -> Result<Vec<EventRecord>, StoreError> {
+    let path = inner.layout.events_file(stream);
+    let Some(loaded) = log::load(&path, TornTail::Ignore)? else { return Ok(Vec::new()) };
+    let watermark = (!inner.read_only).then(|| inner.ledger.watermark());
+    Ok(loaded.records.into_iter().filter(|r| r.seq > after_seq && watermark.is_none_or(|w| r.pos <= w)).collect())
+}
+
+fn fold_read_only(inner: &Inner, stream: &StreamId) -> Result<(u64, Value), StoreError> {
+    let factory = inner.factory(stream.aggregate_type())?;
+    let mut aggregate = factory.instantiate().map_err(StoreError::Fault)?;
+    let records = read_stream_records(inner, stream, 0)?;
+    let payloads: Vec<Payload> = records.iter().map(EventRecord::payload).collect();
+    aggregate.apply(&payloads).map_err(StoreError::Fault)?;
+    let state = aggregate.snapshot().map_err(StoreError::Fault)?;
+    Ok((records.len() as u64, state))
+}
+
+struct Target {
+    store: AggregateStore,
+    stream: StreamId,
+    mailbox: Mutex<Arc<Mailbox<ActorMsg>>>,
+}
+
+impl Target {
+    /// Sends through the cached mailbox; if its actor retired (idle or poisoned), fetches the
+    /// new one and resends. The message comes back on failure, so nothing is lost.
+    fn send(&self, mut message: ActorMsg) -> Result<(), StoreError> {
+        loop {
+            let mailbox = self.mailbox.lock().expect("handle lock").clone();
+            match mailbox.send(message) {
+                Ok(()) => return Ok(()),
+                Err(back) => message = back,
+            }
+            let fresh = match self.store.inner.mailbox_for(&self.stream) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    fail_message(message, "store closed");
+                    return Err(e);
+                }
+            };
+            *self.mailbox.lock().expect("handle lock") = fresh;
+        }
+    }
+}
+
+/// A cloneable async handle to one aggregate instance. It survives idle eviction: a command
+/// sent after the actor retired transparently respawns it.
+pub struct AggregateHandle<A: Aggregate> {
+    target: Arc<Target>,
+    _a: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> Clone for AggregateHandle<A> {
+    fn clone(&self) -> Self {
+        AggregateHandle { target: self.target.clone(), _a: PhantomData }
+    }
+}
+
+impl<A: Aggregate> std::fmt::Debug for AggregateHandle<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateHandle").field("stream", &self.target.stream).finish()
+    }
+}
+
+impl<A: Aggregate> AggregateHandle<A> {
+    /// The stream this handle addresses.
+    pub fn stream(&self) -> &StreamId {
+        &self.target.stream
+    }
+
+    /// Executes a command; returns once its events are durable (or buffered, if so configured).
+    pub async fn execute(
+        &self,
+        command: A::Command,
+        context: CommandContext,
+    ) -> Result<Committed, ExecuteError<A::Error>> {
+        self.execute_expecting(command, context, ExpectedVersion::Any).await
+    }
+
+    /// Executes a command if the stream is at the expected version.
+    pub async fn execute_expecting(
+        &self,
+        command: A::Command,
+        context: CommandContext,
+        expected: ExpectedVersion,
+    ) -> Result<Committed, ExecuteError<A::Error>> {
+        let payload = to_payload(&command).map_err(ExecuteError::Fault)?;
+        let span = tracing::debug_span!("execute", stream = %self.target.stream, command = %payload.type_name);
+        let (reply, rx) = oneshot::channel();
+        self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
+        let result = rx.instrument(span).await.map_err(|_| StoreError::Closed)?;
+        result.map_err(ExecuteError::from_command)
+    }
+
+    /// The current state (after every earlier command of this process settled).
+    pub async fn state(&self) -> Result<A, StoreError> {
+        Ok(self.state_with_version().await?.1)
+    }
+
+    /// The current version and state.
+    pub async fn state_with_version(&self) -> Result<(u64, A), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.target.send(ActorMsg::Query { reply })?;
+        let (version, state) = rx.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Command)?;
+        let state = serde_json::from_value(state)
+            .map_err(|e| StoreError::Decode { path: self.target.stream.to_string().into(), reason: e.to_string() })?;
+        Ok((version, state))
+    }
+}
