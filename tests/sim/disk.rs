@@ -1,0 +1,149 @@
+//! A simulated disk in the style of SQLite's crash VFS: appended bytes stay *pending* until a
+//! sync; a crash keeps a random prefix of the pending bytes (vanish, tear, or survive whole); a
+//! failed sync does the same at once; atomic replacements survive a crash only if committed.
+
+use std::collections::BTreeMap;
+
+use super::prng::SimRng;
+
+/// An append-only file (an event log, a dead-letter log).
+#[derive(Debug, Clone, Default)]
+pub struct LogFile {
+    /// Bytes a sync made durable.
+    pub durable: Vec<u8>,
+    /// Bytes appended since the last sync: readable, but a crash may drop or tear them.
+    pub pending: Vec<u8>,
+}
+
+impl LogFile {
+    /// What a reader of the file sees now.
+    pub fn contents(&self) -> Vec<u8> {
+        let mut bytes = self.durable.clone();
+        bytes.extend_from_slice(&self.pending);
+        bytes
+    }
+}
+
+/// A file replaced atomically (temp file + fsync + rename): old or new, never torn.
+#[derive(Debug, Clone, Default)]
+pub struct AtomicFile {
+    /// Content that survives a crash.
+    pub durable: Option<Vec<u8>>,
+    /// Content written and renamed but whose directory entry is not yet synced.
+    pub pending: Option<Vec<u8>>,
+}
+
+impl AtomicFile {
+    /// What a reader sees now.
+    pub fn contents(&self) -> Option<&[u8]> {
+        self.pending.as_deref().or(self.durable.as_deref())
+    }
+}
+
+/// The whole disk: log files and atomic files by path.
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk {
+    /// Append-only files.
+    pub logs: BTreeMap<String, LogFile>,
+    /// Atomically replaced files.
+    pub files: BTreeMap<String, AtomicFile>,
+}
+
+/// How much of the pending bytes survive a crash or a failed sync.
+fn surviving_prefix(len: usize, rng: &mut SimRng) -> usize {
+    match rng.below(4) {
+        0 => 0,
+        1 => len,
+        _ => rng.below(len as u64 + 1) as usize,
+    }
+}
+
+impl SimDisk {
+    /// Appends bytes (pending until synced).
+    pub fn append(&mut self, path: &str, bytes: &[u8]) {
+        self.logs.entry(path.to_owned()).or_default().pending.extend_from_slice(bytes);
+    }
+
+    /// fdatasync succeeded: everything appended is durable.
+    pub fn sync(&mut self, path: &str) {
+        let file = self.logs.entry(path.to_owned()).or_default();
+        let pending = std::mem::take(&mut file.pending);
+        file.durable.extend_from_slice(&pending);
+    }
+
+    /// fdatasync failed: the pending bytes may or may not have reached the disk, possibly torn;
+    /// whatever did not is gone (Linux drops the dirty pages: "fsyncgate").
+    pub fn fail_sync(&mut self, path: &str, rng: &mut SimRng) {
+        let file = self.logs.entry(path.to_owned()).or_default();
+        let pending = std::mem::take(&mut file.pending);
+        let keep = surviving_prefix(pending.len(), rng);
+        file.durable.extend_from_slice(&pending[..keep]);
+    }
+
+    /// Cuts a log to `len` bytes (recovery truncating a torn tail).
+    pub fn truncate(&mut self, path: &str, len: usize) {
+        let file = self.logs.entry(path.to_owned()).or_default();
+        let mut bytes = file.contents();
+        bytes.truncate(len);
+        let durable_len = file.durable.len().min(len);
+        file.pending = bytes.split_off(durable_len);
+        file.durable = bytes;
+    }
+
+    /// Writes the new content of an atomic file (visible at once, durable after `commit`).
+    pub fn write_atomic(&mut self, path: &str, bytes: Vec<u8>) {
+        self.files.entry(path.to_owned()).or_default().pending = Some(bytes);
+    }
+
+    /// The directory fsync after the rename: the new content is durable.
+    pub fn commit_atomic(&mut self, path: &str) {
+        let file = self.files.entry(path.to_owned()).or_default();
+        if let Some(bytes) = file.pending.take() {
+            file.durable = Some(bytes);
+        }
+    }
+
+    /// A failed atomic write: the file is old or new, at random.
+    pub fn fail_atomic(&mut self, path: &str, rng: &mut SimRng) {
+        if rng.below(2) == 0 {
+            self.commit_atomic(path);
+        } else if let Some(file) = self.files.get_mut(path) {
+            file.pending = None;
+        }
+    }
+
+    /// Power loss: every pending byte is resolved (kept, dropped or torn), every pending atomic
+    /// replacement kept or dropped. Iteration is in path order, so the outcome is a function of
+    /// the RNG alone.
+    pub fn crash(&mut self, rng: &mut SimRng) {
+        for file in self.logs.values_mut() {
+            let pending = std::mem::take(&mut file.pending);
+            let keep = surviving_prefix(pending.len(), rng);
+            file.durable.extend_from_slice(&pending[..keep]);
+        }
+        for file in self.files.values_mut() {
+            if let Some(bytes) = file.pending.take() {
+                if rng.below(2) == 0 {
+                    file.durable = Some(bytes);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn crash_keeps_only_a_prefix_of_pending_bytes() {
+    let mut kept = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        let mut disk = SimDisk::default();
+        disk.append("log", b"aaaa");
+        disk.sync("log");
+        disk.append("log", b"bbbb");
+        disk.crash(&mut SimRng::new(seed));
+        let file = &disk.logs["log"];
+        assert!(file.pending.is_empty());
+        assert!(file.durable.starts_with(b"aaaa") && b"aaaabbbb".starts_with(&file.durable[..]));
+        kept.insert(file.durable.len());
+    }
+    assert_eq!(kept.len(), 5, "vanish, tear at every offset, survive: {kept:?}");
+}
