@@ -328,6 +328,9 @@ impl Actor {
             self.recover_after_failure();
             return Err(StoreError::io(&self.log.path, e));
         }
+        let stats = &self.inner.stats;
+        stats.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.events.fetch_add(allocated.records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.log.len += allocated.bytes.len() as u64;
         self.log.version += allocated.records.len() as u64;
         if self.inner.config.durability == Durability::Buffered {
@@ -362,6 +365,7 @@ impl Actor {
         };
         match self.inner.faults.check_sync().and_then(|()| file.sync_data()) {
             Ok(()) => {
+                self.inner.stats.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.publish_unsynced();
                 IoResult::Done
             }

@@ -140,3 +140,32 @@ fn take_one(counter: &AtomicU32, what: &str) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// Counters of an open store (cumulative since open).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) appends: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) events: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Log writes (one per group commit or inject).
+    pub appends: u64,
+    /// Log fdatasyncs.
+    pub syncs: u64,
+    /// Events appended.
+    pub events: u64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            appends: self.appends.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -73,7 +73,7 @@ pub use actor::InjectOutcome;
 pub use bus::{BusError, CommandBus};
 pub use config::{
     counting_id_seeds, random_id_seeds, stepping_clock, system_clock, Clock, Durability, Faults, IdSeedSource,
-    StoreConfig,
+    StoreConfig, StoreStats,
 };
 pub use error::{ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};

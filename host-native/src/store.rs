@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome};
 pub use crate::config::Durability;
-use crate::config::{Clock, Faults, IdSeedSource, StoreConfig};
+use crate::config::{Clock, Faults, IdSeedSource, Stats, StoreConfig, StoreStats};
 use crate::error::{ExecuteError, JsonExecuteError, StoreError};
 use crate::layout::{self, StoreLayout};
 use crate::ledger::{Found, Ledger};
@@ -37,6 +37,7 @@ pub(crate) struct Inner {
     pub(crate) read_only: bool,
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) faults: Arc<Faults>,
+    pub(crate) stats: Stats,
     factories: RwLock<BTreeMap<String, Arc<dyn AggregateFactory>>>,
     pub(crate) registry: Mutex<HashMap<StreamId, Arc<Mailbox<ActorMsg>>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -359,6 +360,7 @@ impl AggregateStoreBuilder {
             read_only: self.read_only,
             ledger: Arc::new(ledger),
             faults: self.faults,
+            stats: Stats::default(),
             factories: RwLock::new(BTreeMap::new()),
             registry: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -468,6 +470,17 @@ impl AggregateStore {
     /// Whether the store was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only
+    }
+
+    /// Write counters since open (appends, fsyncs, events): group commit shows as fewer
+    /// syncs than commands.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// How many aggregate actors are live (not evicted).
+    pub fn live_instances(&self) -> usize {
+        self.inner.registry.lock().expect("registry lock").len()
     }
 
     /// Registers a factory after opening (no-op if the type is already registered).

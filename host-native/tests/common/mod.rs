@@ -24,3 +24,30 @@ pub async fn open(dir: &Path) -> AggregateStore {
 pub fn ctx() -> evfold_core::CommandContext {
     evfold_core::CommandContext::default().with_actor("test")
 }
+
+/// A projection that checks the store-wide order: every event's `pos` must be exactly one more
+/// than the previous one (no gap, no reordering).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PosOrder {
+    /// Last pos folded.
+    pub last_pos: u64,
+    /// Events folded.
+    pub count: u64,
+    /// Events whose pos was not `last_pos + 1`.
+    pub breaks: u64,
+    /// Distinct streams seen.
+    pub streams: std::collections::BTreeSet<String>,
+}
+
+impl evfold_core::Projection for PosOrder {
+    const NAME: &'static str = "pos-order";
+
+    fn apply(&mut self, event: &evfold_core::StoredEvent) {
+        if event.record.pos != self.last_pos + 1 {
+            self.breaks += 1;
+        }
+        self.last_pos = event.record.pos;
+        self.count += 1;
+        self.streams.insert(event.stream.to_string());
+    }
+}
