@@ -1,4 +1,5 @@
 //! The cross-crate integration test target: one binary, one module per suite.
 
+mod journal;
 mod sim;
 mod tidy;
