@@ -81,6 +81,7 @@ pub(crate) struct Actor {
     unsynced: Vec<Unsynced>,
     replies: HashMap<CommandId, Reply<Result<Committed, CommandError>>>,
     queries: HashMap<CommandId, StateReply>,
+    injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
     next_id: u64,
     exit: bool,
     poisoned: bool,
@@ -108,6 +109,7 @@ impl Actor {
             unsynced: Vec::new(),
             replies: HashMap::new(),
             queries: HashMap::new(),
+            injects: Vec::new(),
             next_id: 0,
             exit: false,
             poisoned: false,
@@ -120,6 +122,10 @@ impl Actor {
         let _enter = span.enter();
         loop {
             self.drain_outputs();
+            if !self.injects.is_empty() && self.machine.is_quiescent() && !self.poisoned {
+                self.run_injects();
+                continue;
+            }
             if self.poisoned {
                 self.retire_poisoned();
             }
@@ -134,7 +140,8 @@ impl Actor {
                     let now = self.inner.now();
                     self.machine.handle(now, AggregateInput::Timeout);
                 }
-                Received::Closed => break,
+                Received::Closed if self.injects.is_empty() => break,
+                Received::Closed => {}
             }
         }
         tracing::debug!("actor stopped");
@@ -159,10 +166,7 @@ impl Actor {
                 self.queries.insert(id, reply);
                 self.machine.handle(now, AggregateInput::Query { id });
             }
-            ActorMsg::Inject { event, reply } => {
-                let result = self.inject(event);
-                let _ = reply.send(result);
-            }
+            ActorMsg::Inject { event, reply } => self.injects.push((event, reply)),
         }
     }
 
@@ -222,6 +226,9 @@ impl Actor {
     /// registry lock, so a `get` either finds a live mailbox or spawns a fresh actor, and a send
     /// on a stale handle fails and is re-routed: no command is lost or failed.
     fn try_evict_idle(&mut self) {
+        if !self.injects.is_empty() {
+            return;
+        }
         let mut registry = self.inner.registry.lock().expect("registry lock");
         if !self.mailbox.close_if_empty() {
             return;
@@ -244,7 +251,9 @@ impl Actor {
             self.mailbox.close_and_take()
         };
         self.exit = true;
-        for message in leftovers {
+        let injects = std::mem::take(&mut self.injects);
+        let injects = injects.into_iter().map(|(event, reply)| ActorMsg::Inject { event, reply });
+        for message in injects.chain(leftovers) {
             if let Err(message) = self.inner.route(&self.stream, message) {
                 fail_message(message, "store closed");
             }
@@ -277,19 +286,22 @@ impl Actor {
     }
 
     fn read_stream(&mut self, after_seq: u64) -> IoResult {
-        self.log.file = None;
-        self.log.loaded = false;
-        match log::load(&self.log.path, TornTail::Quarantine) {
-            Ok(loaded) => {
-                let loaded = loaded.unwrap_or_default();
-                self.log.len = loaded.len;
-                self.log.version = loaded.records.len() as u64;
-                self.log.loaded = true;
-                IoResult::Stream(loaded.records.into_iter().filter(|r| r.seq > after_seq).collect())
-            }
+        match self.load_log() {
+            Ok(records) => IoResult::Stream(records.into_iter().filter(|r| r.seq > after_seq).collect()),
             Err(e @ StoreError::Corrupt { .. }) => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, e.to_string())),
             Err(e) => storage_failure(e.to_string()),
         }
+    }
+
+    /// (Re)reads the log from disk, recovering a torn tail; sets length and version.
+    fn load_log(&mut self) -> Result<Vec<evfold_core::EventRecord>, StoreError> {
+        self.log.file = None;
+        self.log.loaded = false;
+        let loaded = log::load(&self.log.path, TornTail::Quarantine)?.unwrap_or_default();
+        self.log.len = loaded.len;
+        self.log.version = loaded.records.len() as u64;
+        self.log.loaded = true;
+        Ok(loaded.records)
     }
 
     fn append(&mut self, expected_seq: u64, events: Vec<NewEvent>) -> IoResult {
@@ -417,16 +429,38 @@ impl Actor {
         }
     }
 
+    /// Performs the queued injects while the machine is quiescent, then replaces the machine
+    /// with a fresh one that reloads from disk (so it folds the injected events).
+    fn run_injects(&mut self) {
+        let mut appended = false;
+        for (event, reply) in std::mem::take(&mut self.injects) {
+            let result = self.inject(event);
+            appended |= matches!(result, Ok(InjectOutcome::Appended(_)));
+            let _ = reply.send(result);
+        }
+        if !appended || self.poisoned {
+            return;
+        }
+        match self.factory.instantiate() {
+            Ok(aggregate) => {
+                let now = self.inner.now();
+                let config = self.inner.aggregate_config();
+                self.machine = AggregateMachine::new((*self.stream).clone(), aggregate, config, now);
+            }
+            Err(fault) => {
+                tracing::error!(%fault, "cannot re-instantiate the aggregate after an inject");
+                self.poisoned = true;
+            }
+        }
+    }
+
     /// Appends a pre-validated event (relay sync) unless its id is already stored.
     fn inject(&mut self, event: NewEvent) -> Result<InjectOutcome, StoreError> {
         let _span = tracing::debug_span!("inject", id = %event.id).entered();
         let mut scratch = self.factory.instantiate().map_err(StoreError::Fault)?;
         scratch.apply(std::slice::from_ref(&event.payload)).map_err(|f| StoreError::InvalidEvent(f.to_string()))?;
         if !self.log.loaded {
-            return Err(StoreError::Command(CommandError::Unavailable(format!(
-                "stream {} is not loaded",
-                self.stream
-            ))));
+            self.load_log()?;
         }
         let mut records = match self.write_events(vec![event], true)? {
             Ok(records) => records,

@@ -57,10 +57,29 @@ pub fn counting_id_seeds(start: u128) -> IdSeedSource {
     Arc::new(move || IdSeed(start + (u128::from(counter.fetch_add(1, Ordering::Relaxed)) << 16)))
 }
 
-/// A clock that starts at `start` ms and advances 1 ms per reading (deterministic tests).
-pub fn stepping_clock(start: u64) -> Clock {
-    let now = Arc::new(AtomicU64::new(start));
-    Arc::new(move || Timestamp(now.fetch_add(1, Ordering::Relaxed)))
+/// A clock the test sets by hand: every reading returns the value last set (deterministic
+/// logs, whatever the number of readings).
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock reading `start_ms`.
+    pub fn new(start_ms: u64) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(start_ms)))
+    }
+    /// Sets the time.
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+    /// Moves the time forward.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+    /// The [`Clock`] to give the builder.
+    pub fn clock(&self) -> Clock {
+        let now = self.0.clone();
+        Arc::new(move || Timestamp(now.load(Ordering::SeqCst)))
+    }
 }
 
 /// Everything tunable about an open store.

@@ -72,7 +72,7 @@ pub mod verify;
 pub use actor::InjectOutcome;
 pub use bus::{BusError, CommandBus};
 pub use config::{
-    counting_id_seeds, random_id_seeds, stepping_clock, system_clock, Clock, Durability, Faults, IdSeedSource,
+    counting_id_seeds, random_id_seeds, system_clock, Clock, Durability, Faults, IdSeedSource, ManualClock,
     StoreConfig, StoreStats,
 };
 pub use error::{ExecuteError, JsonExecuteError, StoreError};

@@ -1,0 +1,100 @@
+//! Storage failures on the real error path (the fault hook makes the next write or fdatasync
+//! return EIO): the caller gets "outcome unknown", never a false success; the stream is dropped
+//! and re-read from disk; readers never stall on the positions of the failed batch.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{ctx, PosOrder};
+use evfold_core::examples::{Counter, CounterCommand};
+use evfold_native::{AggregateStore, ExecuteError, Faults};
+
+async fn open_with_faults(dir: &std::path::Path, faults: &Arc<Faults>) -> AggregateStore {
+    AggregateStore::builder(dir)
+        .aggregate::<Counter>()
+        .projection::<PosOrder>()
+        .faults(faults.clone())
+        .open()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_failure_reports_unknown_outcome_then_the_stream_is_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let store = open_with_faults(dir.path(), &faults).await;
+    let counter = store.get::<Counter>("f").await.unwrap();
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    faults.fail_syncs(1);
+    let failed = counter.execute(CounterCommand::Increment, ctx()).await;
+    assert!(matches!(&failed, Err(ExecuteError::Storage(e)) if e.message.contains("fdatasync")), "{failed:?}");
+    let next = counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    // The failed batch's line reached the file (only the fsync failed): the fresh actor re-read
+    // it, so the outcome "unknown" resolved to "written".
+    assert_eq!(next.version, 3);
+    let log = store.read_events("counter", "f").await.unwrap();
+    assert_eq!(counter.state().await.unwrap().value, log.len() as u64, "state == fold(log)");
+    let seen = store.projection::<PosOrder>().await.unwrap();
+    assert_eq!((seen.count, seen.breaks), (3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_failure_leaves_a_hole_readers_step_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let store = open_with_faults(dir.path(), &faults).await;
+    let counter = store.get::<Counter>("w").await.unwrap();
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    faults.fail_writes(1);
+    assert!(matches!(counter.execute(CounterCommand::Increment, ctx()).await, Err(ExecuteError::Storage(_))));
+    let next = counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    assert_eq!((next.version, next.positions.as_slice()), (2, &[3][..]), "pos 2 was never written");
+    let positions: Vec<u64> = store.read_all(1).await.unwrap().iter().map(|e| e.record.pos).collect();
+    assert_eq!(positions, [1, 3]);
+    let seen = store.projection::<PosOrder>().await.unwrap();
+    assert_eq!((seen.count, seen.last_pos, seen.breaks), (2, 3, 1), "the hole is stepped over, not waited on");
+    drop(counter);
+    store.close().await;
+    let store = open_with_faults(dir.path(), &faults).await;
+    let next = store.get::<Counter>("w").await.unwrap().execute(CounterCommand::Increment, ctx()).await.unwrap();
+    assert_eq!(next.positions, [4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_false_success_when_a_group_commit_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let store = open_with_faults(dir.path(), &faults).await;
+    let counter = store.get::<Counter>("g").await.unwrap();
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    faults.fail_syncs(1);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move { counter.execute(CounterCommand::Increment, ctx()).await })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    let (mut unknown, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(committed) => acked.push(committed.version),
+            Err(ExecuteError::Storage(_)) => unknown += 1,
+            // Queued behind the failed batch: refused before being decided, never written.
+            Err(ExecuteError::Unavailable(_)) => refused += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(unknown >= 1, "the failed fsync surfaced");
+    let log = store.read_events("counter", "g").await.unwrap();
+    let written = log.len() - 1;
+    assert!(acked.len() <= written && written <= acked.len() + unknown, "{acked:?} {unknown} {refused} {written}");
+    for version in &acked {
+        assert!(log.iter().any(|r| r.seq == *version), "acked version {version} is in the log");
+    }
+    assert_eq!(counter.state().await.unwrap().value, log.len() as u64);
+    let seen = store.projection::<PosOrder>().await.unwrap();
+    assert_eq!((seen.count, seen.breaks), (log.len() as u64, 0));
+}
