@@ -138,6 +138,7 @@ struct ReaderThread {
     last_error: Option<String>,
     dispatched: (u64, u64),
     dead_lettered: (u64, u64),
+    wake_at: Option<Instant>,
 }
 
 /// Starts a projection's thread.
@@ -184,6 +185,7 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         last_error: None,
         dispatched: (0, 0),
         dead_lettered: (0, 0),
+        wake_at: None,
     };
     let handle = std::thread::Builder::new()
         .name(format!("evfold-reader:{name}"))
@@ -223,12 +225,19 @@ impl ReaderThread {
         loop {
             self.drain();
             self.answer_waiters();
-            let deadline = self.machine.poll_timeout().map(|at| self.instant_for(at));
+            let machine_deadline = self.machine.poll_timeout().map(|at| self.instant_for(at));
+            let deadline = match (machine_deadline, self.wake_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let now = self.inner.now();
             match self.mailbox.recv(deadline) {
                 Received::Message(message) => self.on_message(message),
-                Received::Woken => self.machine.handle(now, ReaderInput::Wake),
-                Received::Timeout => self.machine.handle(now, ReaderInput::Timeout),
+                Received::Woken => {
+                    let delay = self.inner.config.reader_wake_delay;
+                    self.wake_at.get_or_insert_with(|| Instant::now() + delay);
+                }
+                Received::Timeout => self.on_deadline(now),
                 Received::Closed => break,
             }
         }
@@ -238,6 +247,14 @@ impl ReaderThread {
                 Waiter::Run(reply) => drop(reply.send(Err(StoreError::Closed))),
             }
         }
+    }
+
+    fn on_deadline(&mut self, now: Timestamp) {
+        if self.wake_at.is_some_and(|at| Instant::now() >= at) {
+            self.wake_at = None;
+            self.machine.handle(now, ReaderInput::Wake);
+        }
+        self.machine.handle(now, ReaderInput::Timeout);
     }
 
     fn instant_for(&self, at: Timestamp) -> Instant {

@@ -319,6 +319,12 @@ impl AggregateStoreBuilder {
         self
     }
 
+    /// How long readers coalesce commit wake-ups before catching up (default 10 ms).
+    pub fn reader_wake_delay(mut self, delay: Duration) -> Self {
+        self.config.reader_wake_delay = delay;
+        self
+    }
+
     /// Most events one group commit appends (default 1,024).
     pub fn max_batch_events(mut self, n: usize) -> Self {
         self.config.max_batch_events = n.max(1);

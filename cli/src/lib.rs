@@ -1,1 +1,0 @@
-//! The evfold command-line tool.
