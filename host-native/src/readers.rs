@@ -61,6 +61,15 @@ pub struct ProcessManagerReport {
     pub managers: Vec<ManagerReport>,
 }
 
+/// What `redeliver_dead_letters` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedeliveryReport {
+    /// Dead letters delivered (removed from the file).
+    pub delivered: u64,
+    /// Dead letters that failed again (kept, with the new error and attempt count).
+    pub remaining: u64,
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A request to a reader thread.
@@ -68,6 +77,7 @@ pub(crate) enum ReaderMsg {
     State(Reply<Value>),
     Rebuild(Reply<Value>),
     Run(Reply<ManagerReport>),
+    Redeliver(Reply<RedeliveryReport>),
 }
 
 /// The store's handle on a reader thread.
@@ -205,6 +215,11 @@ pub(crate) async fn ask_rebuild(reader: &ReaderRef) -> Result<Value, StoreError>
     ask(reader, ReaderMsg::Rebuild).await
 }
 
+/// Asks a process manager to re-dispatch its dead letters.
+pub(crate) async fn ask_redeliver(reader: &ReaderRef) -> Result<RedeliveryReport, StoreError> {
+    ask(reader, ReaderMsg::Redeliver).await
+}
+
 /// Asks a process manager to catch up and report.
 pub(crate) async fn ask_run(reader: &ReaderRef) -> Result<ManagerReport, StoreError> {
     ask(reader, ReaderMsg::Run).await
@@ -283,7 +298,42 @@ impl ReaderThread {
                 self.waiters.push(Waiter::Run(reply));
                 self.machine.handle(now, ReaderInput::Wake);
             }
+            ReaderMsg::Redeliver(reply) => {
+                let _ = reply.send(self.redeliver());
+            }
         }
+    }
+
+    /// Re-dispatches every dead letter; keeps (with the new error) those that fail again. This
+    /// thread is the only writer of the dead-letter file, so nothing is lost to a race.
+    fn redeliver(&mut self) -> Result<RedeliveryReport, StoreError> {
+        let path = self.inner.layout.dead_letters_file(&self.name);
+        let letters = read_dead_letters(&path)?;
+        let mut report = RedeliveryReport::default();
+        let mut kept = Vec::new();
+        for (index, mut letter) in letters.into_iter().enumerate() {
+            let seed = seed_for(&format!("{}:redeliver:{}:{index}", self.name, letter.cause));
+            let command = letter.command.clone();
+            match self.inner.execute_blocking(&command.target, command.command, command.context, Some(seed)) {
+                Ok(_) => report.delivered += 1,
+                Err(e) => {
+                    letter.attempts += 1;
+                    letter.error = e.to_string();
+                    letter.ts = self.inner.now();
+                    kept.push(letter);
+                }
+            }
+        }
+        report.remaining = kept.len() as u64;
+        let mut bytes = Vec::new();
+        for letter in &kept {
+            bytes.extend_from_slice(&serde_json::to_vec(letter).expect("a dead letter serializes"));
+            bytes.push(b'\n');
+        }
+        if report.delivered > 0 || !kept.is_empty() {
+            fsio::atomic_write(&path, &bytes)?;
+        }
+        Ok(report)
     }
 
     fn drain(&mut self) {

@@ -27,7 +27,7 @@ use crate::layout::{self, StoreLayout};
 use crate::ledger::{Found, Ledger};
 use crate::log::{self, TornTail};
 use crate::mailbox::Mailbox;
-use crate::readers::{self, ProcessManagerReport, ReaderKind, ReaderRef};
+use crate::readers::{self, ProcessManagerReport, ReaderKind, ReaderRef, RedeliveryReport};
 use crate::subscribe::Subscription;
 
 /// Shared state of one open store: every actor and reader thread holds it.
@@ -691,6 +691,13 @@ impl AggregateStore {
         evfold_core::validate_name("process manager", name)
             .map_err(|_| StoreError::UnknownProcessManager(name.to_owned()))?;
         blocking(move || readers::read_dead_letters(&path)).await
+    }
+
+    /// Re-dispatches a process manager's dead letters (after fixing what made them fail);
+    /// those that fail again stay in the file.
+    pub async fn redeliver_dead_letters(&self, name: &str) -> Result<RedeliveryReport, StoreError> {
+        let reader = self.reader(name, ReaderKind::ProcessManager)?;
+        readers::ask_redeliver(reader).await
     }
 
     /// Past then live events with `pos >= from_pos`, in store-wide order.

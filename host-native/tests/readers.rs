@@ -109,6 +109,17 @@ async fn process_manager_dispatches_and_dead_letters() {
     assert!(dir.path().join("process_managers/transfers/dead_letters.jsonl").is_file());
     let again = store.run_process_managers().await.unwrap();
     assert_eq!((again.dispatched, again.dead_lettered), (0, 0), "nothing new");
+    let still = store.redeliver_dead_letters("transfers").await.unwrap();
+    assert_eq!((still.delivered, still.remaining), (0, 1), "ghost is still not open");
+    assert_eq!(store.dead_letters("transfers").await.unwrap()[0].attempts, letters[0].attempts + 1);
+    let ghost = store.get::<BankAccount>("ghost").await.unwrap();
+    ghost.execute(BankCommand::Open { owner: "gus".into() }, ctx()).await.unwrap();
+    let fixed = store.redeliver_dead_letters("transfers").await.unwrap();
+    assert_eq!((fixed.delivered, fixed.remaining), (1, 0));
+    assert_eq!(ghost.state().await.unwrap().balance, 5);
+    assert!(store.dead_letters("transfers").await.unwrap().is_empty());
+    assert!(matches!(store.redeliver_dead_letters("balances").await, Err(StoreError::UnknownProcessManager(_))));
+    drop(ghost);
     store.close().await;
 
     let store = common::open(dir.path()).await;

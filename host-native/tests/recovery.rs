@@ -130,3 +130,47 @@ async fn read_only_open_ignores_a_torn_tail_and_changes_nothing() {
     let report = verify_store(dir.path()).unwrap();
     assert!(matches!(report.streams[0].status, StreamStatus::TornTail { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_aggregate_cannot_decode_is_an_error_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    write_counter(dir.path(), 1).await;
+    let path = log_path(dir.path());
+    let record = evfold_core::EventRecord {
+        seq: 2,
+        pos: 2,
+        id: evfold_core::EventId("odd".into()),
+        event_type: "Exploded".into(),
+        data: serde_json::json!({"x": 1}),
+        ts: evfold_core::Timestamp(1),
+        meta: Default::default(),
+    };
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut file, &evfold_core::encode_record(&record)).unwrap();
+    drop(file);
+    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap();
+    let counter = store.get::<Counter>("c").await.unwrap();
+    let state = counter.state().await;
+    assert!(state.is_err(), "schema drift must not be skipped silently: {state:?}");
+    let refused = counter.execute(CounterCommand::Increment, ctx()).await;
+    assert!(refused.is_err());
+    assert_eq!(store.read_events("counter", "c").await.unwrap().len(), 2, "nothing written or dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_survive_restart_reads_and_snapshots() {
+    use evfold_core::examples::{BankAccount, BankCommand};
+    let dir = tempfile::tempdir().unwrap();
+    let owner = "o".repeat(50_000);
+    let store =
+        AggregateStore::builder(dir.path()).aggregate::<BankAccount>().snapshot_every(Some(1)).open().await.unwrap();
+    let account = store.get::<BankAccount>("big").await.unwrap();
+    account.execute(BankCommand::Open { owner: owner.clone() }, ctx()).await.unwrap();
+    account.execute(BankCommand::Deposit { amount: 1 }, ctx()).await.unwrap();
+    assert_eq!(store.read_all(1).await.unwrap()[0].record.data["owner"].as_str().unwrap().len(), 50_000);
+    drop(account);
+    store.close().await;
+    let store = AggregateStore::builder(dir.path()).aggregate::<BankAccount>().open().await.unwrap();
+    let state = store.get::<BankAccount>("big").await.unwrap().state().await.unwrap();
+    assert_eq!((state.owner.unwrap().len(), state.balance), (50_000, 1));
+}
