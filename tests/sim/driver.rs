@@ -6,21 +6,24 @@ use std::collections::BTreeMap;
 
 use evfold_core::examples::{Balances, BankAccount, Counter, CounterEvent, Transfers};
 use evfold_core::{
-    to_payload, Aggregate, ProcessManager, AggregateFactory, AggregateInput, AggregateMachine, CommandError, CommandId, Committed,
-    DynAggregate, ExpectedVersion, IdSeed, Io, IoError, IoErrorKind, IoId, IoResult, NewEvent, Output,
-    ProcessManagerMachine, ProjectionMachine, ReaderInput, StreamId, Timestamp, TypedAggregateFactory,
+    to_payload, Aggregate, AggregateFactory, AggregateInput, AggregateMachine, CommandError, CommandId, Committed,
+    DynAggregate, ExpectedVersion, IdSeed, Io, IoError, IoErrorKind, IoId, IoResult, NewEvent, Notification, Output,
+    ProcessManager, ProcessManagerMachine, ProjectionMachine, ReaderInput, StreamId, Timestamp, TypedAggregateFactory,
     TypedProcessManager, TypedProjection,
 };
 use serde_json::Value;
 
 use super::host::{Bug, Commit, SimStore};
-use super::invariants::{check_final, check_store, AuditLog, LiveStates, Model};
+use super::invariants::{check_final, check_store, fold_stream, AuditLog, LiveStates, Model};
 use super::prng::SimRng;
 use super::trace::{self, Trace};
 use super::workload::{id_seed, Plan, Workload};
 
 /// Most steps one phase may take before the run counts as livelocked.
 const MAX_STEPS: u64 = 200_000;
+
+/// Chance (per mille) that a completion is delivered twice.
+const DUPLICATE_PER_MILLE: u64 = 10;
 
 /// Which machine an IO belongs to, and which incarnation of it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,6 +179,8 @@ pub struct Sim {
     next_command_at: Timestamp,
     crash_at: Vec<Timestamp>,
     answers: BTreeMap<CommandId, (u64, Value)>,
+    load_checks: BTreeMap<CommandId, StreamId>,
+    violations: Option<String>,
     woken_at: (u64, u64),
     /// The trace of this run.
     pub trace: Trace,
@@ -220,6 +225,8 @@ impl Sim {
             next_command_at: now,
             crash_at,
             answers: BTreeMap::new(),
+            load_checks: BTreeMap::new(),
+            violations: None,
             woken_at: (0, 0),
             trace,
             stats: Stats::default(),
@@ -262,6 +269,9 @@ impl Sim {
             Event::Timeout(Owner::Reader(i)) => self.feed_reader(i, ReaderInput::Timeout),
         }
         self.wake_readers();
+        if let Some(violation) = self.violations.take() {
+            return Err(violation);
+        }
         if let Some((_, r)) = self.readers.iter().find(|(_, r)| r.is_failed()) {
             return Err(format!("reader {} failed (a gap or a fault)", r.name()));
         }
@@ -326,9 +336,30 @@ impl Sim {
         let config = self.plan.reader.clone();
         let now = self.now;
         self.readers = vec![
-            (0, Reader::Projection(ProjectionMachine::new(Box::new(TypedProjection::<Balances>::default()), config.clone(), now))),
-            (0, Reader::Projection(ProjectionMachine::new(Box::new(TypedProjection::<AuditLog>::default()), config.clone(), now))),
-            (0, Reader::Manager(ProcessManagerMachine::new(Box::new(TypedProcessManager::<Transfers>::default()), config, now))),
+            (
+                0,
+                Reader::Projection(ProjectionMachine::new(
+                    Box::new(TypedProjection::<Balances>::default()),
+                    config.clone(),
+                    now,
+                )),
+            ),
+            (
+                0,
+                Reader::Projection(ProjectionMachine::new(
+                    Box::new(TypedProjection::<AuditLog>::default()),
+                    config.clone(),
+                    now,
+                )),
+            ),
+            (
+                0,
+                Reader::Manager(ProcessManagerMachine::new(
+                    Box::new(TypedProcessManager::<Transfers>::default()),
+                    config,
+                    now,
+                )),
+            ),
         ];
         for i in 0..self.readers.len() {
             self.generation += 1;
@@ -389,6 +420,7 @@ impl Sim {
     }
 
     fn drain_aggregate(&mut self, stream: &StreamId) {
+        let mut load_check = false;
         loop {
             let Some((generation, machine)) = self.aggregates.get_mut(stream) else { return };
             let generation = *generation;
@@ -397,13 +429,20 @@ impl Sim {
             match output {
                 Output::Io { io, request } => self.schedule(Owner::Aggregate(stream.clone()), generation, io, request),
                 Output::Reply { id, result } => self.on_reply(id, result),
-                Output::State { id, result } => {
-                    if let Ok(answer) = result {
-                        self.answers.insert(id, answer);
-                    }
-                }
+                Output::State { id, result: Ok(answer) } => match self.load_checks.remove(&id) {
+                    Some(stream) => self.check_loaded(&stream, answer),
+                    None => drop(self.answers.insert(id, answer)),
+                },
+                Output::State { .. } => {}
+                Output::Notify(Notification::Loaded { .. }) => load_check = true,
                 Output::Notify(_) => {}
             }
+        }
+        if load_check && self.aggregates.contains_key(stream) {
+            // Every (re)load is checked: the state the machine built equals the fold of the log.
+            let id = self.call_id();
+            self.load_checks.insert(id, stream.clone());
+            self.feed_aggregate(stream, AggregateInput::Query { id });
         }
         if self.aggregates.get(stream).is_some_and(|(_, m)| m.is_poisoned()) {
             // Drop it (the next command builds a new one that re-reads the disk); its
@@ -412,6 +451,27 @@ impl Sim {
             self.stats.poisoned += 1;
             self.ops.retain(|_, op| !(op.generation == generation && matches!(op.status, Status::Queued)));
         }
+    }
+
+    /// A loaded machine's state (answered after every command queued before the check settled)
+    /// must equal the fold of the log up to the version it reports.
+    fn check_loaded(&mut self, stream: &StreamId, (version, state): (u64, Value)) {
+        let log = self.store.readable(stream);
+        let folded = match log.get(..version as usize) {
+            Some(prefix) => fold_stream(stream, prefix),
+            None => Err(format!("machine at v{version} but the log has {} events", log.len())),
+        };
+        match folded {
+            Ok(folded) if folded == state => {}
+            Ok(folded) => {
+                self.violation(format!("{stream} loaded as {state} at v{version}, the log folds to {folded}"))
+            }
+            Err(e) => self.violation(format!("{stream}: {e}")),
+        }
+    }
+
+    fn violation(&mut self, message: String) {
+        self.violations.get_or_insert(message);
     }
 
     fn schedule(&mut self, owner: Owner, generation: u64, io: IoId, request: Io) {
@@ -460,16 +520,28 @@ impl Sim {
             IoResult::Failed(IoError { kind: IoErrorKind::Conflict { .. }, .. }) => self.stats.conflicts += 1,
             _ => {}
         }
-        let input_result = result;
-        match op.owner {
+        if self.faults_on && self.faults.chance(DUPLICATE_PER_MILLE) {
+            // Completions may arrive twice; the machine must ignore the second.
+            let at = Timestamp(self.now.0 + self.latency());
+            let copy = Op { owner: op.owner.clone(), status: Status::Executed(result.clone(), None), at, ..op };
+            self.next_op += 1;
+            self.ops.insert(self.next_op, copy);
+            return self.deliver(op.owner, op.generation, op.io, result);
+        }
+        self.deliver(op.owner, op.generation, op.io, result);
+    }
+
+    /// Hands a completion to its machine, unless that machine was dropped since.
+    fn deliver(&mut self, owner: Owner, generation: u64, io: IoId, result: IoResult) {
+        match owner {
             Owner::Aggregate(stream) => {
-                if self.aggregates.get(&stream).is_some_and(|(g, _)| *g == op.generation) {
-                    self.feed_aggregate(&stream, AggregateInput::Completed { io: op.io, result: input_result });
+                if self.aggregates.get(&stream).is_some_and(|(g, _)| *g == generation) {
+                    self.feed_aggregate(&stream, AggregateInput::Completed { io, result });
                 }
             }
             Owner::Reader(i) => {
-                if self.readers[i].0 == op.generation {
-                    self.feed_reader(i, ReaderInput::Completed { io: op.io, result: input_result });
+                if self.readers[i].0 == generation {
+                    self.feed_reader(i, ReaderInput::Completed { io, result });
                 }
             }
         }
@@ -484,14 +556,18 @@ impl Sim {
         }
         let rng = &mut self.faults;
         let store = &mut self.store;
-        let failed = |what: &str| IoResult::Failed(IoError::new(IoErrorKind::Storage, format!("injected {what} failure")));
+        let failed =
+            |what: &str| IoResult::Failed(IoError::new(IoErrorKind::Storage, format!("injected {what} failure")));
         let (result, commit) = match &request {
             Io::ReadSnapshot { stream } => (if fail { failed("read") } else { store.read_snapshot(stream) }, None),
             Io::ReadStream { stream, after_seq } => {
                 (if fail { failed("read") } else { store.read_stream(stream, *after_seq) }, None)
             }
             Io::Append { stream, expected_seq, events } => {
-                if self.faults_on && stream.aggregate_type() == Counter::AGGREGATE_TYPE && rng.chance(self.plan.foreign_write) {
+                if self.faults_on
+                    && stream.aggregate_type() == Counter::AGGREGATE_TYPE
+                    && rng.chance(self.plan.foreign_write)
+                {
                     let n = self.next_op;
                     let event = NewEvent {
                         id: IdSeed((1u128 << 127) | id_seed(self.seed, n).0).event_id(0),
@@ -504,7 +580,9 @@ impl Sim {
                 (store.append(stream, *expected_seq, events.clone(), fail, rng), None)
             }
             Io::Sync { stream } => (store.sync(stream, fail, rng), None),
-            Io::WriteSnapshot { stream, snapshot } => two_step(store.write_snapshot(stream, snapshot), fail, store, rng),
+            Io::WriteSnapshot { stream, snapshot } => {
+                two_step(store.write_snapshot(stream, snapshot), fail, store, rng)
+            }
             Io::ReadCheckpoint { reader } => (if fail { failed("read") } else { store.read_checkpoint(reader) }, None),
             Io::ReadAll { after, max_events } => {
                 (if fail { failed("read") } else { store.read_all(after, *max_events) }, None)
@@ -512,7 +590,9 @@ impl Sim {
             Io::WriteCheckpoint { reader, checkpoint } => {
                 two_step(store.write_checkpoint(reader, checkpoint), fail, store, rng)
             }
-            Io::WriteDeadLetter { reader, letter } => two_step(store.write_dead_letter(reader, letter), fail, store, rng),
+            Io::WriteDeadLetter { reader, letter } => {
+                two_step(store.write_dead_letter(reader, letter), fail, store, rng)
+            }
             Io::Dispatch { dispatch_id, command } => return self.dispatch(id, dispatch_id.clone(), command.clone()),
         };
         self.trace.line(format!("{} exec op{id} {} -> {}", self.now.0, trace::io(&request), trace::result(&result)));
@@ -548,6 +628,7 @@ impl Sim {
         self.ops.clear();
         self.calls.clear();
         self.aggregates.clear();
+        self.load_checks.clear();
         self.readers.clear();
         self.store.crash(&mut self.crashes);
         self.model.on_crash(&self.store);
@@ -580,7 +661,8 @@ impl Sim {
         self.stats.events = self.store.durable_events().len() as u64;
         self.stats.torn_tails = self.store.torn_tails;
         self.stats.dead_letters = self.store.dead_letters(Transfers::NAME).len() as u64;
-        self.stats.redelivered = check_final(&self.store, &self.model, &live).map_err(|e| format!("at the end: {e}"))?;
+        self.stats.redelivered =
+            check_final(&self.store, &self.model, &live).map_err(|e| format!("at the end: {e}"))?;
         Ok(())
     }
 }

@@ -249,7 +249,8 @@ impl SimStore {
         self.disk.sync(&log_path(stream));
         let index = self.streams.entry(stream.clone()).or_default();
         index.durable = index.records.len();
-        let fresh: Vec<EventRecord> = index.records.iter().filter(|r| self.pending_pos.contains_key(&r.pos)).cloned().collect();
+        let fresh: Vec<EventRecord> =
+            index.records.iter().filter(|r| self.pending_pos.contains_key(&r.pos)).cloned().collect();
         for record in fresh {
             self.make_durable(stream, record);
         }
@@ -405,6 +406,11 @@ impl SimStore {
                 self.disk.truncate(&path, keep);
             }
         }
+    }
+
+    /// A stream's records as a reader of the file sees them now (durable or not).
+    pub fn readable(&self, stream: &StreamId) -> &[EventRecord] {
+        self.streams.get(stream).map(|i| &i.records[..]).unwrap_or(&[])
     }
 
     /// Every stream's durable records (after `restart`, everything readable is durable).

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use evfold_core::examples::{Balances, BankAccount, BankEvent, Counter, Transfers};
 use evfold_core::{
     from_payload, Aggregate, AggregateFactory, CommandError, Committed, DynProcessManager, DynProjection, EventRecord,
-    IdSeed, ProcessManager, Projection, StoredEvent, StreamId, TypedAggregateFactory, TypedProcessManager, TypedProjection,
+    IdSeed, ProcessManager, Projection, StoredEvent, StreamId, TypedAggregateFactory, TypedProcessManager,
+    TypedProjection,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -203,7 +204,10 @@ fn check_snapshots(store: &SimStore) -> Result<(), String> {
         }
         let folded = fold_stream(stream, &log[..snapshot.seq as usize])?;
         if folded != snapshot.state {
-            return Err(format!("{stream}: snapshot at {} is {} but the log folds to {folded}", snapshot.seq, snapshot.state));
+            return Err(format!(
+                "{stream}: snapshot at {} is {} but the log folds to {folded}",
+                snapshot.seq, snapshot.state
+            ));
         }
     }
     Ok(())
@@ -219,11 +223,17 @@ fn check_checkpoint(store: &SimStore, reader: &str) -> Result<(), String> {
         cursors.insert(e.stream.to_string(), e.record.seq);
     }
     if cursors != checkpoint.cursors {
-        return Err(format!("{reader}: checkpoint at {upto} has cursors {:?}, events say {cursors:?}", checkpoint.cursors));
+        return Err(format!(
+            "{reader}: checkpoint at {upto} has cursors {:?}, events say {cursors:?}",
+            checkpoint.cursors
+        ));
     }
     let folded = fold_reader(reader, &events);
     if folded != checkpoint.state {
-        return Err(format!("{reader}: checkpoint at {upto} holds {} but the events fold to {folded}", checkpoint.state));
+        return Err(format!(
+            "{reader}: checkpoint at {upto} holds {} but the events fold to {folded}",
+            checkpoint.state
+        ));
     }
     Ok(())
 }
@@ -236,7 +246,8 @@ fn check_deliveries(store: &SimStore, model: &Model) -> Result<BTreeMap<String, 
     for e in store.durable_events().values() {
         let Some(cause_id) = &e.record.meta.causation_id else { continue };
         let Ok(BankEvent::Deposited { amount }) = from_payload(&e.record.payload()) else { continue };
-        let cause = by_id.get(cause_id.as_str()).ok_or(format!("deposit pos {} caused by unknown {cause_id}", e.record.pos))?;
+        let cause =
+            by_id.get(cause_id.as_str()).ok_or(format!("deposit pos {} caused by unknown {cause_id}", e.record.pos))?;
         let matches = matches!(from_payload(&cause.record.payload()),
             Ok(BankEvent::TransferredOut { to, amount: a }) if to == e.stream.instance_id() && a == amount);
         if !matches {

@@ -73,7 +73,8 @@ pub fn run_seed(seed: u64, bug: Option<Bug>, print: bool) -> Result<Outcome, Fai
         }
         Ok(Err(message)) => message,
         Err(panic) => {
-            let text = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let text =
+                panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             format!("panicked: {}", text.unwrap_or_default())
         }
     };
@@ -131,7 +132,11 @@ fn seeds() {
     let n = env_u64("SIM_SEEDS", 10_000);
     let clock = std::time::Instant::now();
     let (failures, totals) = run_seeds(start..start + n, env_bug(), false);
-    eprintln!("sim: {n} seed(s), {} failed, in {:.1?}; totals of the passing runs: {totals:?}", failures.len(), clock.elapsed());
+    eprintln!(
+        "sim: {n} seed(s), {} failed, in {:.1?}; totals of the passing runs: {totals:?}",
+        failures.len(),
+        clock.elapsed()
+    );
     if let Some(first) = failures.first() {
         let seeds: Vec<u64> = failures.iter().map(|f| f.seed).take(20).collect();
         panic!("{} seed(s) failed (first: {seeds:?})\n{first}", failures.len());
