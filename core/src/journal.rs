@@ -32,8 +32,7 @@ use crate::io::{
 };
 use crate::reader::{ProcessManagerMachine, ProjectionMachine, ReaderConfig, ReaderInput};
 use crate::types::{
-    CommandContext, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, Position, StoredEvent, StreamId,
-    Timestamp,
+    CommandContext, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, Position, StoredEvent, StreamId, Timestamp,
 };
 
 /// Version of the journal line format written in every header.
@@ -418,6 +417,7 @@ impl From<&CommandError> for ErrorRecord {
 /// Serializable form of [`Output`]; what [`outputs_jsonl`] writes, one per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "output", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // records are written once, not stored in bulk (like `Output`)
 pub enum OutputRecord {
     /// [`Output::Io`].
     Io {

@@ -269,7 +269,7 @@ impl SimStore {
         let durable = scan_log(&file.durable, ScanStart::default());
         let torn = matches!(readable.end, LogEnd::Torn { .. });
         let index = StreamIndex { records: readable.records, durable: durable.records.len(), torn };
-        for record in index.records[..index.durable].to_vec() {
+        for record in index.records[..index.durable].iter().cloned() {
             if self.pending_pos.contains_key(&record.pos) {
                 self.make_durable(stream, record);
             }
