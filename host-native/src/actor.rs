@@ -82,6 +82,7 @@ pub(crate) struct Actor {
     replies: HashMap<CommandId, Reply<Result<Committed, CommandError>>>,
     queries: HashMap<CommandId, StateReply>,
     injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
+    preloaded: Option<Vec<evfold_core::EventRecord>>,
     next_id: u64,
     exit: bool,
     poisoned: bool,
@@ -110,6 +111,7 @@ impl Actor {
             replies: HashMap::new(),
             queries: HashMap::new(),
             injects: Vec::new(),
+            preloaded: None,
             next_id: 0,
             exit: false,
             poisoned: false,
@@ -273,20 +275,34 @@ impl Actor {
         }
     }
 
+    /// Loads the snapshot, ignoring one that claims more events than the log holds (a
+    /// buffered store can lose unsynced log lines in a crash while the snapshot survived).
     fn read_snapshot(&mut self) -> IoResult {
         let path = self.inner.layout.snapshot_file(&self.stream);
-        match fsio::read_optional(&path) {
-            Ok(None) => IoResult::Snapshot(None),
+        let snapshot = match fsio::read_optional(&path) {
+            Ok(None) => return IoResult::Snapshot(None),
             Ok(Some(bytes)) => match serde_json::from_slice::<Snapshot>(&bytes) {
-                Ok(snapshot) => IoResult::Snapshot(Some(snapshot)),
-                Err(e) => storage_failure(format!("{}: {e}", path.display())),
+                Ok(snapshot) => snapshot,
+                Err(e) => return storage_failure(format!("{}: {e}", path.display())),
             },
-            Err(e) => storage_failure(e.to_string()),
+            Err(e) => return storage_failure(e.to_string()),
+        };
+        let Ok(records) = self.load_log() else { return IoResult::Snapshot(None) };
+        let version = records.len() as u64;
+        self.preloaded = Some(records);
+        if snapshot.seq > version {
+            tracing::warn!(snapshot_seq = snapshot.seq, version, "snapshot is ahead of the log; folding from the log");
+            return IoResult::Snapshot(None);
         }
+        IoResult::Snapshot(Some(snapshot))
     }
 
     fn read_stream(&mut self, after_seq: u64) -> IoResult {
-        match self.load_log() {
+        let loaded = match self.preloaded.take() {
+            Some(records) => Ok(records),
+            None => self.load_log(),
+        };
+        match loaded {
             Ok(records) => IoResult::Stream(records.into_iter().filter(|r| r.seq > after_seq).collect()),
             Err(e @ StoreError::Corrupt { .. }) => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, e.to_string())),
             Err(e) => storage_failure(e.to_string()),

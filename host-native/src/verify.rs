@@ -76,6 +76,9 @@ impl VerifyReport {
 /// byte (a torn tail that a concurrent writer is producing may show up as `TornTail`).
 pub fn verify_store(dir: impl AsRef<Path>) -> Result<VerifyReport, StoreError> {
     let layout = StoreLayout::new(dir.as_ref());
+    if !layout.root().is_dir() {
+        return Err(StoreError::io(layout.root(), std::io::ErrorKind::NotFound.into()));
+    }
     let mut report = VerifyReport::default();
     let mut seen: HashMap<u64, StreamId> = HashMap::new();
     for stream in layout::list_streams(&layout, None)? {
