@@ -64,10 +64,24 @@ impl Actor {
     /// Serves messages until every sender is gone.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AggMsg>) {
         while let Some(msg) = rx.recv().await {
+            if matches!(msg, AggMsg::Query { .. }) {
+                self.refresh().await;
+            }
             self.feed(msg);
             self.drive(&mut rx).await;
             if self.machine.as_ref().is_some_and(AggregateMachine::is_poisoned) {
                 // Rebuilt from durable state on the next message.
+                self.machine = None;
+            }
+        }
+    }
+
+    /// Another store instance may have appended since this machine loaded: a state query must
+    /// not answer from a stale fold, so a machine behind the stored version is rebuilt.
+    async fn refresh(&mut self) {
+        let Some(loaded) = self.machine.as_ref().map(AggregateMachine::version) else { return };
+        if let Ok(stored) = self.shared.backend.stream_version(&self.stream).await {
+            if stored != loaded {
                 self.machine = None;
             }
         }

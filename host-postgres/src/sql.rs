@@ -118,6 +118,15 @@ impl Backend {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// The stream's version (0 = no events).
+    pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, IoError> {
+        let client = get(&self.write).await?;
+        let statement =
+            client.prepare_cached("SELECT version FROM evfold.streams WHERE stream = $1").await.map_err(storage)?;
+        let row = client.query_opt(&statement, &[&stream.to_string()]).await.map_err(storage)?;
+        Ok(row.map_or(0, |r| to_u64(r.get(0))))
+    }
+
     /// Up to `max_events` events after `after`, in `(tx_id, global_seq)` order, never past the
     /// oldest transaction still running: a late commit can delay a reader but never be skipped.
     pub async fn read_all(&self, after: &Position, max_events: usize) -> Result<(Vec<StoredEvent>, Position), IoError> {

@@ -255,10 +255,7 @@ impl PgStore {
 
     /// The stream's version (0 = no events).
     pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        let client = self.backend().write.get().await.map_err(|e| StoreError::Pool(e.to_string()))?;
-        let row =
-            client.query_opt("SELECT version FROM evfold.streams WHERE stream = $1", &[&stream.to_string()]).await?;
-        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+        self.backend().stream_version(stream).await.map_err(io_error)
     }
 
     /// Up to `max_events` events after `after` in store-wide order, and the position to read on
