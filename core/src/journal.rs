@@ -701,6 +701,12 @@ impl<M: Machine> Journaled<M> {
         &self.machine
     }
 
+    /// The machine, mutably, for accessors that need it (e.g. `ProjectionMachine::state`).
+    /// Inputs fed through this reference bypass the journal.
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
     /// Every input so far.
     pub fn journal(&self) -> &Journal {
         &self.journal

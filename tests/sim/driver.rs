@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use evfold_core::examples::{Balances, BankAccount, Counter, CounterEvent, Transfers};
 use evfold_core::{
     to_payload, Aggregate, AggregateFactory, AggregateInput, AggregateMachine, CommandError, CommandId, Committed,
-    DynAggregate, ExpectedVersion, IdSeed, Io, IoError, IoErrorKind, IoId, IoResult, NewEvent, Notification, Output,
-    ProcessManager, ProcessManagerMachine, ProjectionMachine, ReaderInput, StreamId, Timestamp, TypedAggregateFactory,
-    TypedProcessManager, TypedProjection,
+    DynAggregate, DynProjection, ExpectedVersion, IdSeed, Io, IoError, IoErrorKind, IoId, IoResult, NewEvent,
+    Notification, Output, ProcessManager, ProcessManagerMachine, ProjectionMachine, ReaderInput, StreamId, Timestamp,
+    TypedAggregateFactory, TypedProcessManager, TypedProjection,
 };
 use serde_json::Value;
+
+use evfold_core::journal::{Journal, Journaled, Machine, OutputRecord};
 
 use super::host::{Bug, Commit, SimStore};
 use super::invariants::{check_final, check_store, fold_stream, AuditLog, LiveStates, Model};
@@ -60,8 +62,8 @@ struct Call {
 }
 
 enum Reader {
-    Projection(ProjectionMachine),
-    Manager(ProcessManagerMachine),
+    Projection(Journaled<ProjectionMachine>),
+    Manager(Journaled<ProcessManagerMachine>),
 }
 
 impl Reader {
@@ -85,22 +87,42 @@ impl Reader {
     }
     fn name(&self) -> &str {
         match self {
-            Reader::Projection(m) => m.name(),
-            Reader::Manager(m) => m.name(),
+            Reader::Projection(m) => m.machine().name(),
+            Reader::Manager(m) => m.machine().name(),
         }
     }
     fn is_failed(&self) -> bool {
         match self {
-            Reader::Projection(m) => m.is_failed(),
-            Reader::Manager(m) => m.is_failed(),
+            Reader::Projection(m) => m.machine().is_failed(),
+            Reader::Manager(m) => m.machine().is_failed(),
         }
     }
     fn state(&mut self) -> Value {
         match self {
-            Reader::Projection(m) => m.state().expect("typed projections serialize"),
-            Reader::Manager(m) => m.state().expect("typed managers serialize"),
+            Reader::Projection(m) => m.machine_mut().state().expect("typed projections serialize"),
+            Reader::Manager(m) => m.machine_mut().state().expect("typed managers serialize"),
         }
     }
+    fn into_journal(self) -> Recorded {
+        let (journal, outputs) = match self {
+            Reader::Projection(m) => split(m),
+            Reader::Manager(m) => split(m),
+        };
+        Recorded { journal, outputs }
+    }
+}
+
+/// A retired machine's journal and the outputs it gave (for replay checks).
+pub struct Recorded {
+    /// Every input it took.
+    pub journal: Journal,
+    /// Every output it gave.
+    pub outputs: Vec<OutputRecord>,
+}
+
+fn split<M: Machine>(machine: Journaled<M>) -> (Journal, Vec<OutputRecord>) {
+    let (journal, outputs, _) = machine.into_parts();
+    (journal, outputs)
 }
 
 /// The next thing to happen.
@@ -168,7 +190,9 @@ pub struct Sim {
     faults: SimRng,
     crashes: SimRng,
     faults_on: bool,
-    aggregates: BTreeMap<StreamId, (u64, AggregateMachine)>,
+    aggregates: BTreeMap<StreamId, (u64, Journaled<AggregateMachine>)>,
+    /// Journals of retired machines, when asked for (`keep_journals`).
+    pub journals: Option<Vec<Recorded>>,
     readers: Vec<(u64, Reader)>,
     generation: u64,
     ops: BTreeMap<u64, Op>,
@@ -216,6 +240,7 @@ impl Sim {
             crashes,
             faults_on: true,
             aggregates: BTreeMap::new(),
+            journals: None,
             readers: Vec::new(),
             generation: 0,
             ops: BTreeMap::new(),
@@ -335,28 +360,16 @@ impl Sim {
     fn start_readers(&mut self) {
         let config = self.plan.reader.clone();
         let now = self.now;
+        self.retire_readers();
+        let projection = |p: Box<dyn DynProjection>| Reader::Projection(Journaled::projection(p, config.clone(), now));
         self.readers = vec![
+            (0, projection(Box::new(TypedProjection::<Balances>::default()))),
+            (0, projection(Box::new(TypedProjection::<AuditLog>::default()))),
             (
                 0,
-                Reader::Projection(ProjectionMachine::new(
-                    Box::new(TypedProjection::<Balances>::default()),
-                    config.clone(),
-                    now,
-                )),
-            ),
-            (
-                0,
-                Reader::Projection(ProjectionMachine::new(
-                    Box::new(TypedProjection::<AuditLog>::default()),
-                    config.clone(),
-                    now,
-                )),
-            ),
-            (
-                0,
-                Reader::Manager(ProcessManagerMachine::new(
+                Reader::Manager(Journaled::process_manager(
                     Box::new(TypedProcessManager::<Transfers>::default()),
-                    config,
+                    config.clone(),
                     now,
                 )),
             ),
@@ -366,6 +379,30 @@ impl Sim {
             self.readers[i].0 = self.generation;
             self.drain_reader(i);
         }
+    }
+
+    fn retire_readers(&mut self) {
+        for (_, reader) in std::mem::take(&mut self.readers) {
+            if let Some(journals) = &mut self.journals {
+                journals.push(reader.into_journal());
+            }
+        }
+    }
+
+    fn retire_aggregate(&mut self, stream: &StreamId) {
+        if let Some((_, machine)) = self.aggregates.remove(stream) {
+            if let Some(journals) = &mut self.journals {
+                let (journal, outputs) = split(machine);
+                journals.push(Recorded { journal, outputs });
+            }
+        }
+    }
+
+    /// Retires every machine (their journals are kept when asked for).
+    pub fn retire_all(&mut self) {
+        let streams: Vec<StreamId> = self.aggregates.keys().cloned().collect();
+        streams.iter().for_each(|s| self.retire_aggregate(s));
+        self.retire_readers();
     }
 
     fn wake_readers(&mut self) {
@@ -408,7 +445,7 @@ impl Sim {
         if !self.aggregates.contains_key(stream) {
             self.generation += 1;
             let machine =
-                AggregateMachine::new(stream.clone(), Self::instantiate(stream), self.plan.aggregate.clone(), self.now);
+                Journaled::aggregate(stream.clone(), Self::instantiate(stream), self.plan.aggregate.clone(), self.now);
             self.aggregates.insert(stream.clone(), (self.generation, machine));
             self.drain_aggregate(stream);
         }
@@ -444,10 +481,11 @@ impl Sim {
             self.load_checks.insert(id, stream.clone());
             self.feed_aggregate(stream, AggregateInput::Query { id });
         }
-        if self.aggregates.get(stream).is_some_and(|(_, m)| m.is_poisoned()) {
+        if self.aggregates.get(stream).is_some_and(|(_, m)| m.machine().is_poisoned()) {
             // Drop it (the next command builds a new one that re-reads the disk); its
             // not-yet-executed IO never happens.
-            let (generation, _) = self.aggregates.remove(stream).expect("checked above");
+            let generation = self.aggregates[stream].0;
+            self.retire_aggregate(stream);
             self.stats.poisoned += 1;
             self.ops.retain(|_, op| !(op.generation == generation && matches!(op.status, Status::Queued)));
         }
@@ -627,9 +665,8 @@ impl Sim {
         self.trace.line(format!("{} CRASH", self.now.0));
         self.ops.clear();
         self.calls.clear();
-        self.aggregates.clear();
+        self.retire_all();
         self.load_checks.clear();
-        self.readers.clear();
         self.store.crash(&mut self.crashes);
         self.model.on_crash(&self.store);
         self.store.restart()?;
