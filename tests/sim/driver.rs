@@ -363,8 +363,8 @@ impl Sim {
         self.retire_readers();
         let projection = |p: Box<dyn DynProjection>| Reader::Projection(Journaled::projection(p, config.clone(), now));
         self.readers = vec![
-            (0, projection(Box::new(TypedProjection::<Balances>::default()))),
-            (0, projection(Box::new(TypedProjection::<AuditLog>::default()))),
+            (0, projection(Box::<TypedProjection<Balances>>::default())),
+            (0, projection(Box::<TypedProjection<AuditLog>>::default())),
             (
                 0,
                 Reader::Manager(Journaled::process_manager(
