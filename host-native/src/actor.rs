@@ -157,6 +157,16 @@ impl Actor {
     fn feed(&mut self, message: ActorMsg) {
         let now = self.inner.now();
         match message {
+            ActorMsg::Command { command, context, expected, ids: Some(seed), reply }
+                if self.inner.ledger.contains_id(&seed.event_id(0)) =>
+            {
+                // An idempotent re-delivery (process-manager dispatch ids derive the event ids):
+                // its events are already stored, so it is acknowledged without running again.
+                tracing::debug!(command = %command.type_name, ?expected, "duplicate delivery skipped");
+                drop(context);
+                let version = self.log.version;
+                let _ = reply.send(Ok(Committed { version, n_events: 0, positions: Vec::new() }));
+            }
             ActorMsg::Command { command, context, expected, ids, reply } => {
                 let id = self.next_command_id();
                 self.replies.insert(id, reply);

@@ -184,6 +184,11 @@ impl Ledger {
         self.state.lock().expect("ledger lock").watermark
     }
 
+    /// Whether an event with this id is stored (or being stored).
+    pub fn contains_id(&self, id: &EventId) -> bool {
+        self.state.lock().expect("ledger lock").ids.contains(&id_key(id))
+    }
+
     /// Up to `max` settled events after `after`, and the position scanned up to (holes
     /// included, so a reader moves past them).
     pub fn slice(&self, after: u64, max: usize) -> (Vec<(u64, Entry)>, u64) {

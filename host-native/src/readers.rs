@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -492,16 +491,19 @@ fn done_or_storage(result: Result<(), StoreError>) -> IoResult {
     }
 }
 
-/// Event ids of a dispatched command derive from its dispatch id, so a re-dispatch after a
-/// crash produces events with the same ids (recognisable duplicates).
-fn seed_for(dispatch_id: &str) -> IdSeed {
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        salt.hash(&mut h);
-        dispatch_id.hash(&mut h);
-        h.finish()
+/// Event ids of a dispatched command derive from its dispatch id (a stable FNV-1a hash, not
+/// std's unspecified one), so a re-dispatch after a crash carries the same event ids and the
+/// store recognises it as already delivered.
+pub(crate) fn seed_for(dispatch_id: &str) -> IdSeed {
+    let fnv = |salt: u8| {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in std::iter::once(salt).chain(dispatch_id.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
     };
-    IdSeed(((u128::from(half(1)) << 64) | u128::from(half(2))) & !0xfff)
+    IdSeed(((u128::from(fnv(1)) << 64) | u128::from(fnv(2))) & !0xfff)
 }
 
 /// Up to `max` settled events after `after`, read through the index; and the position scanned to.

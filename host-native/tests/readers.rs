@@ -149,3 +149,28 @@ async fn subscription_yields_past_then_live_events() {
     let live = recv(&mut from_two).await;
     assert_eq!((live.record.pos, live.stream.to_string()), (4, "counter/c".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redispatch_after_a_lost_checkpoint_is_recognised_and_not_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path()).await;
+    for id in ["a", "b"] {
+        let account = store.get::<BankAccount>(id).await.unwrap();
+        account.execute(BankCommand::Open { owner: id.into() }, ctx()).await.unwrap();
+    }
+    let a = store.get::<BankAccount>("a").await.unwrap();
+    a.execute(BankCommand::Deposit { amount: 100 }, ctx()).await.unwrap();
+    a.execute(BankCommand::TransferOut { to: "b".into(), amount: 40 }, ctx()).await.unwrap();
+    assert_eq!(store.run_process_managers().await.unwrap().dispatched, 1);
+    drop(a);
+    store.close().await;
+    // The crash window: the deposit is durable, the checkpoint covering its cause is not.
+    std::fs::remove_file(dir.path().join("process_managers/transfers/checkpoint.json")).unwrap();
+
+    let store = common::open(dir.path()).await;
+    let report = store.run_process_managers().await.unwrap();
+    assert_eq!(report.dead_lettered, 0);
+    let b = store.read_events("bank-account", "b").await.unwrap();
+    assert_eq!(b.iter().filter(|r| r.event_type == "Deposited").count(), 1, "deposited once");
+    assert_eq!(store.get::<BankAccount>("b").await.unwrap().state().await.unwrap().balance, 40);
+}
