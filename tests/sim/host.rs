@@ -23,6 +23,10 @@ pub enum Bug {
     ReadUnsynced,
     /// The aggregate machines run buffered (`sync_each_batch: false`): reply after the append.
     BufferedAggregates,
+    /// A failed fsync is reported as success (the classic "fsyncgate" mistake).
+    SwallowFsyncError,
+    /// `ReadAll` answers `next` = the watermark even when `max_events` cut the batch short.
+    NextPastBatch,
 }
 
 impl Bug {
@@ -32,6 +36,8 @@ impl Bug {
             "ack-before-sync" => Some(Bug::AckBeforeSync),
             "read-unsynced" => Some(Bug::ReadUnsynced),
             "buffered-aggregates" => Some(Bug::BufferedAggregates),
+            "swallow-fsync-error" => Some(Bug::SwallowFsyncError),
+            "next-past-batch" => Some(Bug::NextPastBatch),
             _ => None,
         }
     }
@@ -42,6 +48,8 @@ impl Bug {
             Bug::AckBeforeSync => "ack-before-sync",
             Bug::ReadUnsynced => "read-unsynced",
             Bug::BufferedAggregates => "buffered-aggregates",
+            Bug::SwallowFsyncError => "swallow-fsync-error",
+            Bug::NextPastBatch => "next-past-batch",
         }
     }
 }
@@ -239,6 +247,9 @@ impl SimStore {
         if fail {
             self.disk.fail_sync(&log_path(stream), rng);
             self.rescan(stream);
+            if self.bug == Some(Bug::SwallowFsyncError) {
+                return IoResult::Done;
+            }
             return storage_error("fsync");
         }
         self.sync_ok(stream);
@@ -367,7 +378,10 @@ impl SimStore {
                 self.durable.range(after + 1..=watermark).map(|(_, e)| e.clone()).take(max_events).collect()
             }
         };
-        let next = events.last().map_or(after, |e| e.record.pos);
+        let mut next = events.last().map_or(after, |e| e.record.pos);
+        if self.bug == Some(Bug::NextPastBatch) {
+            next = next.max(self.watermark());
+        }
         IoResult::Batch { events, next: position(next) }
     }
 

@@ -244,7 +244,9 @@ fn same_seed_same_trace() {
 /// Each injected bug makes the simulator fail within the CI budget (far fewer seeds, in fact).
 #[test]
 fn injected_bugs_are_caught() {
-    for bug in [Bug::AckBeforeSync, Bug::BufferedAggregates, Bug::ReadUnsynced] {
+    let bugs =
+        [Bug::AckBeforeSync, Bug::BufferedAggregates, Bug::ReadUnsynced, Bug::SwallowFsyncError, Bug::NextPastBatch];
+    for bug in bugs {
         let (failures, _) = run_seeds(0..10_000, Some(bug), true);
         let first = failures.first().unwrap_or_else(|| panic!("{bug:?} survived 10,000 seeds"));
         eprintln!("{bug:?} caught by seed {}: {}\n  {}", first.seed, first.message, first.command());
