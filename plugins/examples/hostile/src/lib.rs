@@ -1,0 +1,126 @@
+//! The `hostile` test plugin: a counter that misbehaves on command, written against the raw WIT
+//! bindings (not the SDK) so it can break every rule the SDK would enforce. Commands:
+//! `Increment` (healthy), `Loop` (infinite loop), `Bomb` (allocates without end), `Recurse`
+//! (unbounded recursion), `Panic`, `Huge` (an event of 20 MiB), `BadJson` (event data that is not
+//! JSON), `Deep` (event data nested 100,000 levels), `Undeclared` (an event type the metadata
+//! does not declare), `Chatty` (logs 4 MiB).
+
+#![allow(unsafe_code, missing_docs)]
+
+use std::cell::Cell;
+use std::hint::black_box;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "evfold:plugin/aggregate-plugin@0.1.0",
+});
+
+use evfold::plugin::host::{log, Level};
+use exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest, Payload};
+
+thread_local! {
+    static VALUE: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Hostile;
+
+fn event(type_name: &str, data: String) -> Result<Decision, String> {
+    Ok(Decision::Accepted(vec![Payload { type_name: type_name.to_owned(), data }]))
+}
+
+/// A JSON string literal of `len` bytes plus quotes, allocated once (no doubling growth).
+fn huge_string(len: usize) -> String {
+    let mut text = String::with_capacity(len + 2);
+    text.push('"');
+    text.extend(std::iter::repeat_n('x', len));
+    text.push('"');
+    text
+}
+
+fn spin() -> ! {
+    let mut x = 1u64;
+    loop {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+fn bomb() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(black_box(vec![7u8; 1 << 20]));
+        black_box(&hoard);
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 16]);
+    recurse(black_box(depth + 1)) + frame[depth as usize % 16]
+}
+
+impl Guest for Hostile {
+    fn metadata() -> AggregateInfo {
+        AggregateInfo {
+            name: "hostile".into(),
+            plugin_version: env!("CARGO_PKG_VERSION").into(),
+            sdk_version: "none".into(),
+            aggregate_type: "hostile".into(),
+            event_types: vec!["Incremented".into()],
+            command_types: ["Increment", "Loop", "Bomb", "Recurse", "Panic", "Huge", "BadJson", "Deep", "Undeclared", "Chatty"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    fn decide(command: Payload) -> Result<Decision, String> {
+        match command.type_name.as_str() {
+            "Increment" => event("Incremented", "null".into()),
+            "Loop" => spin(),
+            "Bomb" => bomb(),
+            "Recurse" => Ok(Decision::Rejected(recurse(0).to_string())),
+            "Panic" => {
+                // Reports the message like the SDK's hook does, so the host can name it.
+                std::panic::set_hook(Box::new(|info| log(Level::Error, &format!("panicked: {info}"))));
+                panic!("hostile plugin panics on purpose")
+            }
+            "Huge" => event("Incremented", huge_string(20 << 20)),
+            "BadJson" => event("Incremented", "{not json".into()),
+            "Deep" => event("Incremented", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))),
+            "Undeclared" => event("Surprise", "null".into()),
+            "Chatty" => {
+                let line = "y".repeat(1024);
+                for _ in 0..4096 {
+                    log(Level::Info, &line);
+                }
+                event("Incremented", "null".into())
+            }
+            other => Err(format!("unknown command {other}")),
+        }
+    }
+
+    fn fold(events: Vec<Payload>) -> Result<(), String> {
+        for e in events {
+            match e.type_name.as_str() {
+                "Incremented" => VALUE.with(|v| v.set(v.get() + 1)),
+                other => return Err(format!("unknown event {other}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot() -> Result<String, String> {
+        Ok(format!("{{\"value\":{}}}", VALUE.with(Cell::get)))
+    }
+
+    fn restore(state: String) -> Result<(), String> {
+        let value: serde_json::Value = serde_json::from_str(&state).map_err(|e| e.to_string())?;
+        VALUE.with(|v| v.set(value["value"].as_u64().unwrap_or(0)));
+        Ok(())
+    }
+
+    fn reset() {
+        VALUE.with(|v| v.set(0));
+    }
+}
+
+export!(Hostile);
