@@ -153,6 +153,8 @@ pub struct Stats {
     pub poisoned: u64,
     /// Aggregates that loaded from a snapshot.
     pub snapshot_loads: u64,
+    /// Idle aggregates evicted (and reloaded by their next command).
+    pub evicted: u64,
     /// Torn log tails truncated by recovery.
     pub torn_tails: u64,
     /// Transfers delivered more than once (allowed: after a crash or an unknown outcome).
@@ -172,6 +174,7 @@ impl Stats {
         self.conflicts += o.conflicts;
         self.poisoned += o.poisoned;
         self.snapshot_loads += o.snapshot_loads;
+        self.evicted += o.evicted;
         self.torn_tails += o.torn_tails;
         self.redelivered += o.redelivered;
         self.dead_letters += o.dead_letters;
@@ -457,7 +460,7 @@ impl Sim {
     }
 
     fn drain_aggregate(&mut self, stream: &StreamId) {
-        let mut load_check = false;
+        let (mut load_check, mut evict) = (false, false);
         loop {
             let Some((generation, machine)) = self.aggregates.get_mut(stream) else { return };
             let generation = *generation;
@@ -472,8 +475,15 @@ impl Sim {
                 },
                 Output::State { .. } => {}
                 Output::Notify(Notification::Loaded { .. }) => load_check = true,
+                Output::Notify(Notification::Idle { .. }) => evict = true,
                 Output::Notify(_) => {}
             }
+        }
+        if evict && self.aggregates.get(stream).is_some_and(|(_, m)| m.machine().is_quiescent()) {
+            // Idle hand-off: drop the instance; the next command reloads it from disk.
+            self.retire_aggregate(stream);
+            self.stats.evicted += 1;
+            return;
         }
         if load_check && self.aggregates.contains_key(stream) {
             // Every (re)load is checked: the state the machine built equals the fold of the log.
@@ -589,7 +599,7 @@ impl Sim {
     fn execute(&mut self, id: u64) {
         let request = self.ops[&id].request.clone();
         let fail = self.faults_on && self.faults.chance(self.plan.io_fail);
-        if fail && !matches!(request, Io::Dispatch { .. }) {
+        if fail {
             self.stats.injected_failures += 1;
         }
         let rng = &mut self.faults;
@@ -630,6 +640,10 @@ impl Sim {
             }
             Io::WriteDeadLetter { reader, letter } => {
                 two_step(store.write_dead_letter(reader, letter), fail, store, rng)
+            }
+            Io::Dispatch { .. } if fail => {
+                // The command never reached its target (a transport failure): not an attempt.
+                (IoResult::Failed(IoError::new(IoErrorKind::Unavailable, "injected dispatch failure")), None)
             }
             Io::Dispatch { dispatch_id, command } => return self.dispatch(id, dispatch_id.clone(), command.clone()),
         };

@@ -156,6 +156,7 @@ fn seeds_cover_the_fault_space() {
         ("append conflicts", t.conflicts),
         ("poisoned aggregates", t.poisoned),
         ("snapshot loads", t.snapshot_loads),
+        ("idle evictions", t.evicted),
         ("torn tails truncated", t.torn_tails),
         ("transfers redelivered", t.redelivered),
         ("dead letters", t.dead_letters),

@@ -50,6 +50,7 @@ impl Plan {
                 sync_each_batch: true,
                 max_batch_events: rng.range(1, 6) as usize,
                 conflict_retries: rng.range(1, 4) as u32,
+                idle_timeout_ms: [None, Some(rng.range(1, 8))][rng.below(2) as usize],
                 ..AggregateConfig::default()
             },
             reader: ReaderConfig {
