@@ -82,7 +82,7 @@ pub(crate) struct Actor {
     replies: HashMap<CommandId, Reply<Result<Committed, CommandError>>>,
     queries: HashMap<CommandId, StateReply>,
     injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
-    preloaded: Option<Vec<evfold_core::EventRecord>>,
+    preloaded: Option<log::Headers>,
     next_id: u64,
     exit: bool,
     poisoned: bool,
@@ -297,9 +297,7 @@ impl Actor {
             },
             Err(e) => return storage_failure(e.to_string()),
         };
-        let Ok(records) = self.load_log() else { return IoResult::Snapshot(None) };
-        let version = records.len() as u64;
-        self.preloaded = Some(records);
+        let Ok(version) = self.load_log() else { return IoResult::Snapshot(None) };
         if snapshot.seq > version {
             tracing::warn!(snapshot_seq = snapshot.seq, version, "snapshot is ahead of the log; folding from the log");
             return IoResult::Snapshot(None);
@@ -309,25 +307,29 @@ impl Actor {
 
     fn read_stream(&mut self, after_seq: u64) -> IoResult {
         let loaded = match self.preloaded.take() {
-            Some(records) => Ok(records),
-            None => self.load_log(),
+            Some(headers) => Ok(headers),
+            None => self.load_log().map(|_| self.preloaded.take().unwrap_or_default()),
         };
-        match loaded {
-            Ok(records) => IoResult::Stream(records.into_iter().filter(|r| r.seq > after_seq).collect()),
+        match loaded.and_then(|headers| headers.records_after(&self.log.path, after_seq)) {
+            Ok(records) => IoResult::Stream(records),
             Err(e @ StoreError::Corrupt { .. }) => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, e.to_string())),
             Err(e) => storage_failure(e.to_string()),
         }
     }
 
-    /// (Re)reads the log from disk, recovering a torn tail; sets length and version.
-    fn load_log(&mut self) -> Result<Vec<evfold_core::EventRecord>, StoreError> {
+    /// (Re)reads the log from disk (CRC-checking every line, recovering a torn tail), sets
+    /// length and version, and keeps the bytes for the `ReadStream` that follows.
+    fn load_log(&mut self) -> Result<u64, StoreError> {
         self.log.file = None;
         self.log.loaded = false;
-        let loaded = log::load(&self.log.path, TornTail::Quarantine)?.unwrap_or_default();
-        self.log.len = loaded.len;
-        self.log.version = loaded.records.len() as u64;
+        self.preloaded = None;
+        let headers = log::load_headers(&self.log.path, TornTail::Quarantine)?.unwrap_or_default();
+        self.log.len = headers.len();
+        self.log.version = headers.version();
         self.log.loaded = true;
-        Ok(loaded.records)
+        let version = headers.version();
+        self.preloaded = Some(headers);
+        Ok(version)
     }
 
     fn append(&mut self, expected_seq: u64, events: Vec<NewEvent>) -> IoResult {
@@ -427,8 +429,8 @@ impl Actor {
     fn recover_after_failure(&mut self) {
         self.log.file = None;
         self.log.loaded = false;
-        let present: HashSet<u64> = match log::load(&self.log.path, TornTail::Quarantine) {
-            Ok(loaded) => loaded.unwrap_or_default().records.iter().map(|r| r.pos).collect(),
+        let present: HashSet<u64> = match log::load_headers(&self.log.path, TornTail::Quarantine) {
+            Ok(headers) => headers.unwrap_or_default().lines.iter().map(|l| l.pos).collect(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot re-read the log after a failure; its unsynced positions become holes");
                 HashSet::new()
@@ -485,6 +487,9 @@ impl Actor {
         let _span = tracing::debug_span!("inject", id = %event.id).entered();
         let mut scratch = self.factory.instantiate().map_err(StoreError::Fault)?;
         scratch.apply(std::slice::from_ref(&event.payload)).map_err(|f| StoreError::InvalidEvent(f.to_string()))?;
+        let probe = evfold_core::encode_record(&evfold_core::EventRecord::from_new(event.clone(), 1, 1));
+        evfold_core::decode_line(&probe[..probe.len() - 1])
+            .map_err(|e| StoreError::InvalidEvent(format!("its line would not decode: {e}")))?;
         if !self.log.loaded {
             self.load_log()?;
         }

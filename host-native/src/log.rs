@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use evfold_core::{decode_line, scan_log, EventRecord, LogEnd, ScanStart};
+use evfold_core::{decode_line, scan_log, EventId, EventRecord, LogEnd, ScanStart};
 
 use crate::error::StoreError;
 use crate::fsio;
@@ -94,5 +94,191 @@ pub fn read_record_at(file: &File, path: &Path, offset: u64) -> Result<EventReco
             });
         }
         filled += n;
+    }
+}
+
+/// What the store needs to know about one valid line without decoding its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineInfo {
+    /// Stream version of the event.
+    pub seq: u64,
+    /// Store-wide position.
+    pub pos: u64,
+    /// Byte offset of the line.
+    pub offset: u64,
+    /// Line length without its newline.
+    pub len: u64,
+    /// Event id.
+    pub id: EventId,
+}
+
+/// A log's bytes and the headers of its valid lines (CRC-checked, `seq`-checked).
+#[derive(Debug, Default)]
+pub struct Headers {
+    /// The file's bytes after recovery.
+    pub bytes: Vec<u8>,
+    /// One per valid line.
+    pub lines: Vec<LineInfo>,
+}
+
+impl Headers {
+    /// Length of the valid log.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Number of events (the stream version).
+    pub fn version(&self) -> u64 {
+        self.lines.len() as u64
+    }
+
+    /// Fully decodes the records with `seq > after_seq`.
+    pub fn records_after(&self, path: &Path, after_seq: u64) -> Result<Vec<EventRecord>, StoreError> {
+        let start = self.lines.partition_point(|l| l.seq <= after_seq);
+        self.lines[start..]
+            .iter()
+            .map(|l| {
+                let line = &self.bytes[l.offset as usize..(l.offset + l.len) as usize];
+                decode_line(line).map_err(|e| StoreError::Corrupt {
+                    path: path.to_owned(),
+                    line: l.seq,
+                    offset: l.offset,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Like [`load`], but verifies lines by CRC and reads only `seq`, `pos` and `id`, decoding no
+/// JSON (the open-time scan of every stream, and the actor's load before a snapshot's tail).
+/// Any anomaly falls back to the core's scanner, so torn/corrupt classification is identical.
+pub fn load_headers(path: &Path, torn: TornTail) -> Result<Option<Headers>, StoreError> {
+    let Some(mut bytes) = fsio::read_optional(path)? else { return Ok(None) };
+    if let Some(lines) = fast_headers(&bytes) {
+        return Ok(Some(Headers { bytes, lines }));
+    }
+    let Some(loaded) = load(path, torn)? else { return Ok(None) };
+    bytes.truncate(loaded.len as usize);
+    let lines = loaded
+        .records
+        .into_iter()
+        .zip(&loaded.offsets)
+        .enumerate()
+        .map(|(i, (r, offset))| {
+            let end = loaded.offsets.get(i + 1).copied().unwrap_or(loaded.len);
+            LineInfo { seq: r.seq, pos: r.pos, offset: *offset, len: end - offset - 1, id: r.id }
+        })
+        .collect();
+    Ok(Some(Headers { bytes, lines }))
+}
+
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+const CRC_KEY: &[u8] = b",\"crc\":\"";
+const CRC_SUFFIX_LEN: usize = CRC_KEY.len() + 8 + 2;
+
+/// Headers of a log whose every line is complete and valid; `None` on anything else.
+fn fast_headers(bytes: &[u8]) -> Option<Vec<LineInfo>> {
+    let mut lines = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let nl = bytes[at..].iter().position(|b| *b == b'\n')?;
+        let line = &bytes[at..at + nl];
+        let (seq, pos, id) = header(line)?;
+        if seq != lines.len() as u64 + 1 {
+            return None;
+        }
+        lines.push(LineInfo { seq, pos, offset: at as u64, len: nl as u64, id });
+        at += nl + 1;
+    }
+    Some(lines)
+}
+
+/// CRC-checks one line and reads its `seq`, `pos` and `id` from the fixed key order
+/// `{"seq":N,"pos":N,"id":"..."`; `None` if anything is off (the caller falls back).
+fn header(line: &[u8]) -> Option<(u64, u64, EventId)> {
+    if line.len() < CRC_SUFFIX_LEN + 2 || !line.ends_with(b"\"}") || line.contains(&0) {
+        return None;
+    }
+    let (body, suffix) = line.split_at(line.len() - CRC_SUFFIX_LEN);
+    let hex = suffix.strip_prefix(CRC_KEY)?.get(..8)?;
+    if !hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        return None;
+    }
+    let stored = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    if CRC32C.checksum(body) != stored {
+        return None;
+    }
+    let rest = body.strip_prefix(b"{\"seq\":")?;
+    let (seq, rest) = number(rest)?;
+    let rest = rest.strip_prefix(b",\"pos\":")?;
+    let (pos, rest) = number(rest)?;
+    let rest = rest.strip_prefix(b",\"id\":\"")?;
+    let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+    if rest[end] != b'"' {
+        return None; // an escaped id: let the full decoder handle it
+    }
+    let id = std::str::from_utf8(&rest[..end]).ok()?;
+    Some((seq, pos, EventId(id.to_owned())))
+}
+
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 {
+        return None;
+    }
+    let value = std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()?;
+    Some((value, &bytes[digits..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use evfold_core::{encode_record, EventId, EventRecord, Metadata, Timestamp};
+
+    use super::*;
+
+    fn record(seq: u64, id: &str) -> EventRecord {
+        EventRecord {
+            seq,
+            pos: seq * 7,
+            id: EventId(id.into()),
+            event_type: "T".into(),
+            data: serde_json::json!({"s": "a\"b\\c\n", "n": [1, {"x": null}]}),
+            ts: Timestamp(5),
+            meta: Metadata::default().with_actor("ü"),
+        }
+    }
+
+    #[test]
+    fn fast_headers_agree_with_the_core_scanner() {
+        let ids = ["plain", "with \"quote\"", "back\\slash", "ünï", ""];
+        let bytes: Vec<u8> =
+            ids.iter().enumerate().flat_map(|(i, id)| encode_record(&record(i as u64 + 1, id))).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let headers = load_headers(&path, TornTail::Ignore).unwrap().unwrap();
+        let full = load(&path, TornTail::Ignore).unwrap().unwrap();
+        assert_eq!(headers.lines.len(), ids.len());
+        for ((line, record), offset) in headers.lines.iter().zip(&full.records).zip(&full.offsets) {
+            assert_eq!((line.seq, line.pos, &line.id, line.offset), (record.seq, record.pos, &record.id, *offset));
+        }
+        assert_eq!(headers.records_after(&path, 3).unwrap(), full.records[3..]);
+        assert!(fast_headers(&bytes).is_none(), "escaped ids take the fallback path");
+        let plain = encode_record(&record(1, "plain"));
+        assert_eq!(fast_headers(&plain).unwrap()[0].id, EventId("plain".into()));
+    }
+
+    #[test]
+    fn fast_headers_refuse_what_the_core_refuses() {
+        let mut line = encode_record(&record(1, "a"));
+        assert!(fast_headers(&line).is_some());
+        line[12] ^= 1;
+        assert!(fast_headers(&line).is_none(), "CRC mismatch");
+        let torn = &encode_record(&record(1, "a"))[..20];
+        assert!(fast_headers(torn).is_none(), "no newline");
+        let mut two = encode_record(&record(1, "a"));
+        two.extend(encode_record(&record(3, "b")));
+        assert!(fast_headers(&two).is_none(), "seq gap");
     }
 }

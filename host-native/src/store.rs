@@ -421,10 +421,10 @@ pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger
     let mut found: Vec<Found> = Vec::new();
     for stream in layout::list_streams(layout, None)? {
         let path = layout.events_file(&stream);
-        let Some(loaded) = log::load(&path, torn)? else { continue };
+        let Some(headers) = log::load_headers(&path, torn)? else { continue };
         let stream = Arc::new(stream);
-        for (record, offset) in loaded.records.into_iter().zip(loaded.offsets) {
-            found.push((record.pos, stream.clone(), offset, record.id));
+        for line in headers.lines {
+            found.push((line.pos, stream.clone(), line.offset, line.id));
         }
     }
     Ledger::rebuild(found, read_only).map_err(|dup| StoreError::Corrupt {
