@@ -387,7 +387,7 @@ impl AggregateMachine {
             }
             Err(fault) => return self.fault_command(*id, fault),
         };
-        if let Some(error) = self.oversized(&events) {
+        if let Some(error) = self.oversized(&events).or_else(|| too_deep(&events, context)) {
             self.reply(*id, Err(error));
             return true;
         }
@@ -533,4 +533,16 @@ impl AggregateMachine {
             }
         }
     }
+}
+
+/// An event whose data (or a metadata value) nests deeper than [`crate::codec::MAX_JSON_DEPTH`]
+/// could be written but never read back: refuse it as a fault before anything is appended.
+fn too_deep(events: &[Payload], context: &crate::types::Metadata) -> Option<CommandError> {
+    let limit = crate::codec::MAX_JSON_DEPTH;
+    let data = events.iter().map(|e| (e.type_name.as_str(), &e.data));
+    let meta = context.extra.iter().map(|(key, value)| (key.as_str(), value));
+    let (what, depth) =
+        data.chain(meta).map(|(what, v)| (what, crate::codec::json_depth(v))).find(|(_, d)| *d > limit)?;
+    let message = format!("{what} nests {depth} levels deep, more than the {limit} a log line may hold");
+    Some(CommandError::Fault(Fault::msg(message)))
 }

@@ -14,6 +14,34 @@ const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 const CRC_SUFFIX_LEN: usize = 18;
 const CRC_KEY: &[u8] = b",\"crc\":\"";
 
+/// Deepest nesting (arrays/objects) allowed in an event's `data` or in a metadata value. A line
+/// is decoded with serde_json's 128-level recursion limit and the record itself adds up to three
+/// levels (`{"meta":{"extra":{..}}}`): anything deeper would be written, acknowledged, and then
+/// refuse to decode, so the aggregate machine refuses it before appending.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Nesting depth of `value`: 0 for a scalar, 1 for `[]` or `{}`, 2 for `[[1]]`, ... Iterative,
+/// so a hostile value cannot overflow the stack here.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(depth);
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(depth);
+                stack.extend(map.values().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Encodes one record as a complete line, newline included.
 pub fn encode_record(record: &EventRecord) -> Vec<u8> {
     let mut line = serde_json::to_vec(record).expect("an EventRecord always serializes");
@@ -183,5 +211,21 @@ fn is_zero_filled_tail(tail: &[u8]) -> bool {
     match tail.iter().position(|&b| b == 0) {
         Some(first_nul) => tail[first_nul..].iter().all(|&b| b == 0 || b == b'\n'),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use serde_json::json;
+
+    use super::{json_depth, MAX_JSON_DEPTH};
+
+    #[test]
+    fn depth_counts_nested_containers() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!([])), 1);
+        assert_eq!(json_depth(&json!({"a": [[1], 2]})), 3);
+        let deep = (0..MAX_JSON_DEPTH).fold(json!(null), |v, _| json!([v]));
+        assert_eq!(json_depth(&deep), MAX_JSON_DEPTH);
     }
 }

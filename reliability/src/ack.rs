@@ -1,7 +1,8 @@
 //! The acknowledgement protocol between the kill-test child and its parent: one line per
 //! command whose `execute` returned `Ok`, written (and flushed) only after that return.
 //!
-//! `ACK <aggregate-type> <instance-id> <version> <tag> <pos>[,<pos>...]`
+//! `ACK <aggregate-type> <instance-id> <version> <tag> <pos>[,<pos>...] .` (the final `.` marks
+//! a complete line, on top of the newline the parent requires).
 
 use std::fmt;
 
@@ -26,7 +27,7 @@ impl fmt::Display for Ack {
         let positions: Vec<String> = self.positions.iter().map(u64::to_string).collect();
         write!(
             f,
-            "ACK {} {} {} {} {}",
+            "ACK {} {} {} {} {} .",
             self.aggregate_type,
             self.instance_id,
             self.version,
@@ -49,7 +50,7 @@ impl Ack {
         let version = parts.next()?.parse().ok()?;
         let tag = parts.next()?.to_owned();
         let positions = parts.next()?.split(',').map(str::parse).collect::<Result<Vec<u64>, _>>().ok()?;
-        if parts.next().is_some() || positions.is_empty() {
+        if parts.next() != Some(".") || parts.next().is_some() || positions.is_empty() {
             return None;
         }
         Some(Ack { aggregate_type, instance_id, version, tag, positions })

@@ -245,3 +245,33 @@ async fn check_account_states(
     }
     Ok(())
 }
+
+/// The process-manager crash window, reproduced deterministically in a new store at `dir`: a
+/// transfer is deposited, the checkpoint covering it is lost (as in a crash before it was
+/// saved), the store reopens and the manager re-dispatches. Returns how many deposits the one
+/// transfer produced (1 is correct; 2 means re-dispatched commands are not deduplicated).
+pub async fn redispatch_deposits(dir: &Path) -> Result<u64, ReliabilityError> {
+    use evfold_core::examples::BankCommand;
+    let store = builder(dir).open().await?;
+    let ctx = evfold_core::CommandContext::default();
+    for id in ["a-0", "a-1"] {
+        let owner = id.to_owned();
+        store.get::<BankAccount>(id).await?.execute(BankCommand::Open { owner }, ctx.clone()).await.map_err(exec)?;
+    }
+    let from = store.get::<BankAccount>("a-0").await?;
+    from.execute(BankCommand::Deposit { amount: 100 }, ctx.clone()).await.map_err(exec)?;
+    from.execute(BankCommand::TransferOut { to: "a-1".into(), amount: 40 }, ctx).await.map_err(exec)?;
+    store.run_process_managers().await?;
+    let checkpoint = store.layout().process_manager_dir(Transfers::NAME).join(evfold_native::CHECKPOINT_FILE);
+    store.close().await;
+    std::fs::remove_file(&checkpoint)?;
+    let store = builder(dir).open().await?;
+    store.run_process_managers().await?;
+    let events = store.read_events(BankAccount::AGGREGATE_TYPE, "a-1").await;
+    store.close().await;
+    Ok(events?.iter().filter(|r| r.event_type == "Deposited").count() as u64)
+}
+
+fn exec<E: std::error::Error>(e: E) -> ReliabilityError {
+    broken(format!("setup command failed: {e}"))
+}

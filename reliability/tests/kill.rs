@@ -29,7 +29,10 @@ fn sigkill_loses_and_duplicates_nothing_acknowledged() {
     );
     println!("{}", report.last.summary());
     assert!(report.child_errors.is_empty(), "store errors in the child: {:?}", report.child_errors);
-    assert_eq!(report.last.violations(), Vec::<String>::new(), "after round {}", report.rounds);
+    let last = &report.last;
+    assert_eq!((last.lost, last.duplicated), (0, 0), "acknowledged commands, after round {}", report.rounds);
+    assert_eq!(last.transfers_not_deposited, 0);
+    assert_eq!(last.violations(), Vec::<String>::new(), "after round {}", report.rounds);
     assert_eq!(report.rounds, config.rounds);
     assert!(report.last.acknowledged > u64::from(config.rounds), "the workload made progress");
     assert_eq!(report.last.found, report.last.acknowledged);

@@ -1,5 +1,5 @@
 //! Runs the SIGKILL crash test outside `cargo test`, e.g. for a long soak:
-//! `evfold-kill-test --rounds 1000 --seed 7 [--dir /tmp/store] [--max-kill-ms 500]`.
+//! `evfold-kill-test --rounds 1000 --seed 7 [--dir /tmp/store] [--max-kill-ms 500] [--keep-going]`.
 //! The child binary is `evfold-killee` next to this one.
 
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ fn main() -> anyhow::Result<()> {
     config.min_kill_ms = num("--min-kill-ms", config.min_kill_ms)?;
     config.max_kill_ms = num("--max-kill-ms", config.max_kill_ms)?;
     config.workers = num("--workers", config.workers as u64)? as usize;
+    config.stop_on_violation = !args.iter().any(|a| a == "--keep-going");
     let temp = tempfile_dir()?;
     let dir = flag(&args, "--dir").map_or(temp.clone(), PathBuf::from);
     println!("kill test: {} rounds, seed {}, store {}", config.rounds, config.seed, dir.display());
@@ -37,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         report.last.transfers,
         report.elapsed.as_secs_f64()
     );
-    println!("child store errors: {}", report.child_errors.len());
+    println!("checking took {:.1} s; child store errors: {}", report.checking.as_secs_f64(), report.child_errors.len());
     println!("{}", report.last.summary());
     let violations = report.last.violations();
     println!("violations: {}", if violations.is_empty() { "none".to_owned() } else { violations.join("; ") });
