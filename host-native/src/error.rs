@@ -77,6 +77,10 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// The thread serving the request stopped before answering (store closing, or domain code
+    /// panicked; the panic message is included when known).
+    #[error("stopped before answering: {0}")]
+    Stopped(String),
     /// Domain code (or a payload conversion) failed.
     #[error("domain code failed: {0}")]
     Fault(Fault),

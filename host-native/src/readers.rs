@@ -84,6 +84,8 @@ pub(crate) struct ReaderRef {
     pub(crate) name: String,
     pub(crate) kind: ReaderKind,
     pub(crate) mailbox: Arc<Mailbox<ReaderMsg>>,
+    /// Set when the reader's thread died (domain code panicked).
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 enum Machine {
@@ -196,12 +198,24 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         dead_lettered: (0, 0),
         wake_at: None,
     };
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let (thread_failure, thread_mailbox, thread_name) = (failure.clone(), mailbox.clone(), name.clone());
     let handle = std::thread::Builder::new()
         .name(format!("evfold-reader:{name}"))
-        .spawn(move || thread.run())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run()));
+            if let Err(panic) = outcome {
+                let reason = format!("panicked: {}", crate::store::panic_message(&*panic));
+                tracing::error!(reader = %thread_name, %reason, "reader thread died");
+                *thread_failure.lock().expect("failure lock") = Some(reason.clone());
+                for message in thread_mailbox.close_and_take() {
+                    fail_reader_message(message, &thread_name, &reason);
+                }
+            }
+        })
         .map_err(|e| StoreError::io(inner.layout.root(), e))?;
     inner.push_thread(handle);
-    Ok(ReaderRef { name, kind, mailbox })
+    Ok(ReaderRef { name, kind, mailbox, failure })
 }
 
 /// Asks a reader for its state once caught up.
@@ -226,10 +240,23 @@ pub(crate) async fn ask_run(reader: &ReaderRef) -> Result<ManagerReport, StoreEr
 
 async fn ask<T>(reader: &ReaderRef, build: impl FnOnce(Reply<T>) -> ReaderMsg) -> Result<T, StoreError> {
     let (tx, rx) = oneshot::channel();
+    let failed = || match reader.failure.lock().expect("failure lock").clone() {
+        Some(reason) => StoreError::ReaderFailed { name: reader.name.clone(), reason },
+        None => StoreError::Closed,
+    };
     if reader.mailbox.send(build(tx)).is_err() {
-        return Err(StoreError::Closed);
+        return Err(failed());
     }
-    rx.await.map_err(|_| StoreError::Closed)?
+    rx.await.map_err(|_| failed())?
+}
+
+fn fail_reader_message(message: ReaderMsg, name: &str, reason: &str) {
+    let error = || StoreError::ReaderFailed { name: name.to_owned(), reason: reason.to_owned() };
+    match message {
+        ReaderMsg::State(reply) | ReaderMsg::Rebuild(reply) => drop(reply.send(Err(error()))),
+        ReaderMsg::Run(reply) => drop(reply.send(Err(error()))),
+        ReaderMsg::Redeliver(reply) => drop(reply.send(Err(error()))),
+    }
 }
 
 impl ReaderThread {

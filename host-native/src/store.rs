@@ -99,9 +99,15 @@ impl Inner {
         let mailbox = Arc::new(Mailbox::default());
         let actor = Actor::new(self.clone(), stream.clone(), mailbox.clone(), factory)?;
         let name = format!("evfold:{}", stream.instance_id());
+        let (inner, owned_mailbox, owned_stream) = (self.clone(), mailbox.clone(), stream.clone());
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || actor.run())
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| actor.run()));
+                if let Err(panic) = outcome {
+                    inner.retire_panicked(&owned_stream, &owned_mailbox, &panic_message(&*panic));
+                }
+            })
             .map_err(|e| StoreError::io(self.layout.root(), e))?;
         registry.insert(stream.clone(), mailbox.clone());
         drop(registry);
@@ -109,6 +115,22 @@ impl Inner {
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
         Ok(mailbox)
+    }
+
+    /// An actor's domain code panicked: drop its registry entry and fail what it left queued,
+    /// so callers get an error instead of waiting forever. The next use spawns a fresh actor.
+    fn retire_panicked(&self, stream: &StreamId, mailbox: &Arc<Mailbox<ActorMsg>>, message: &str) {
+        tracing::error!(%stream, panic = %message, "aggregate actor panicked");
+        let leftovers = {
+            let mut registry = self.registry.lock().expect("registry lock");
+            if registry.get(stream).is_some_and(|m| Arc::ptr_eq(m, mailbox)) {
+                registry.remove(stream);
+            }
+            mailbox.close_and_take()
+        };
+        for leftover in leftovers {
+            fail_message(leftover, &format!("aggregate {stream} panicked: {message}"));
+        }
     }
 
     /// Delivers a message to the stream's actor, respawning it if the one found just retired.
@@ -134,7 +156,7 @@ impl Inner {
         if let Err(message) = self.route(stream, build(tx)) {
             fail_message(message, "store closed");
         }
-        rx.await.map_err(|_| StoreError::Closed)
+        rx.await.map_err(|_| stopped())
     }
 
     /// Same, blocking (reader threads).
@@ -148,7 +170,7 @@ impl Inner {
         if let Err(message) = self.route(stream, build(tx)) {
             fail_message(message, "store closed");
         }
-        rx.blocking_recv().map_err(|_| StoreError::Closed)
+        rx.blocking_recv().map_err(|_| stopped())
     }
 
     /// Executes a JSON-level command (blocking; process-manager dispatch).
@@ -728,6 +750,19 @@ impl AggregateStore {
     }
 }
 
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+fn stopped() -> StoreError {
+    StoreError::Stopped("the aggregate actor ended (store closed, or domain code panicked: see the log)".into())
+}
+
 /// Runs blocking file work off the async workers.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -828,7 +863,7 @@ impl<A: Aggregate> AggregateHandle<A> {
         let span = tracing::debug_span!("execute", stream = %self.target.stream, command = %payload.type_name);
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
-        let result = rx.instrument(span).await.map_err(|_| StoreError::Closed)?;
+        let result = rx.instrument(span).await.map_err(|_| stopped())?;
         result.map_err(ExecuteError::from_command)
     }
 
@@ -841,7 +876,7 @@ impl<A: Aggregate> AggregateHandle<A> {
     pub async fn state_with_version(&self) -> Result<(u64, A), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Query { reply })?;
-        let (version, state) = rx.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Command)?;
+        let (version, state) = rx.await.map_err(|_| stopped())?.map_err(StoreError::Command)?;
         let state = serde_json::from_value(state)
             .map_err(|e| StoreError::Decode { path: self.target.stream.to_string().into(), reason: e.to_string() })?;
         Ok((version, state))
