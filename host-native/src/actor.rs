@@ -26,6 +26,8 @@ use crate::store::{Durability, Inner};
 
 /// A reply channel.
 pub(crate) type Reply<T> = oneshot::Sender<T>;
+/// Where a command's answer goes: what it committed and the records it appended.
+pub(crate) type CommandReply = Reply<Result<(Committed, Vec<evfold_core::EventRecord>), CommandError>>;
 /// Where a state query's answer goes.
 pub(crate) type StateReply = Reply<Result<(u64, Value), CommandError>>;
 
@@ -45,7 +47,7 @@ pub(crate) enum ActorMsg {
         context: CommandContext,
         expected: ExpectedVersion,
         ids: Option<IdSeed>,
-        reply: Reply<Result<Committed, CommandError>>,
+        reply: CommandReply,
     },
     Query {
         reply: StateReply,
@@ -79,7 +81,9 @@ pub(crate) struct Actor {
     factory: Arc<dyn AggregateFactory>,
     log: LogState,
     unsynced: Vec<Unsynced>,
-    replies: HashMap<CommandId, Reply<Result<Committed, CommandError>>>,
+    replies: HashMap<CommandId, CommandReply>,
+    /// Records of the batch in flight, by pos, to hand back with each command's reply.
+    appended: HashMap<u64, evfold_core::EventRecord>,
     queries: HashMap<CommandId, StateReply>,
     injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
     preloaded: Option<log::Headers>,
@@ -109,6 +113,7 @@ impl Actor {
             log: LogState { path, file: None, len: 0, version: 0, loaded: false },
             unsynced: Vec::new(),
             replies: HashMap::new(),
+            appended: HashMap::new(),
             queries: HashMap::new(),
             injects: Vec::new(),
             preloaded: None,
@@ -165,7 +170,7 @@ impl Actor {
                 tracing::debug!(command = %command.type_name, ?expected, "duplicate delivery skipped");
                 drop(context);
                 let version = self.log.version;
-                let _ = reply.send(Ok(Committed { version, n_events: 0, positions: Vec::new() }));
+                let _ = reply.send(Ok((Committed { version, n_events: 0, positions: Vec::new() }, Vec::new())));
             }
             ActorMsg::Command { command, context, expected, ids, reply } => {
                 let id = self.next_command_id();
@@ -203,6 +208,10 @@ impl Actor {
                 }
                 Output::Reply { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
+                        let result = result.map(|committed| {
+                            let records = committed.positions.iter().filter_map(|p| self.appended.remove(p)).collect();
+                            (committed, records)
+                        });
                         let _ = reply.send(result);
                     }
                 }
@@ -341,8 +350,12 @@ impl Actor {
             let kind = IoErrorKind::Conflict { actual_seq: self.log.version };
             return IoResult::Failed(IoError::new(kind, "stream moved"));
         }
+        self.appended.clear();
         match self.write_events(events, false) {
-            Ok(Ok(records)) => IoResult::Appended(records),
+            Ok(Ok(records)) => {
+                self.appended.extend(records.iter().map(|r| (r.pos, r.clone())));
+                IoResult::Appended(records)
+            }
             Ok(Err(duplicate)) => storage_failure(format!("duplicate event id {duplicate}")),
             Err(e) => storage_failure(e.to_string()),
         }
@@ -512,7 +525,8 @@ fn storage_failure(message: String) -> IoResult {
 
 /// Answers a message that can no longer be delivered.
 pub(crate) fn fail_message(message: ActorMsg, reason: &str) {
-    let error = CommandError::Unavailable(reason.to_owned());
+    let reason = reason.to_owned();
+    let error = CommandError::Unavailable(reason);
     match message {
         ActorMsg::Command { reply, .. } => {
             let _ = reply.send(Err(error));

@@ -78,6 +78,6 @@ pub use config::{
 pub use error::{ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};
 pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind, RedeliveryReport};
-pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, StreamPage};
+pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, Executed, StreamPage};
 pub use subscribe::Subscription;
 pub use verify::{repair_stream, verify_store, RepairReport, StreamReport, StreamStatus, VerifyReport};

@@ -188,7 +188,7 @@ impl Inner {
             ids,
             reply,
         })?;
-        result.map_err(ExecuteError::from_untyped)
+        result.map(|(committed, _)| committed).map_err(ExecuteError::from_untyped)
     }
 
     /// Stops everything: actors finish what they hold, readers stop, threads are joined, the
@@ -544,7 +544,7 @@ impl AggregateStore {
             .ask(&stream, |reply| ActorMsg::Command { command, context, expected, ids: None, reply })
             .instrument(span)
             .await?;
-        result.map_err(ExecuteError::from_untyped)
+        result.map(|(committed, _)| committed).map_err(ExecuteError::from_untyped)
     }
 
     /// Version and JSON state of `aggregate_type/id`. Read-only stores fold the log directly.
@@ -818,6 +818,17 @@ impl Target {
     }
 }
 
+/// What [`AggregateHandle::execute_with_events`] returns.
+#[derive(Debug, Clone)]
+pub struct Executed<A: Aggregate> {
+    /// Version and positions.
+    pub committed: Committed,
+    /// The events, typed.
+    pub events: Vec<A::Event>,
+    /// The events as stored (ids, positions, metadata).
+    pub records: Vec<EventRecord>,
+}
+
 /// A cloneable async handle to one aggregate instance. It survives idle eviction: a command
 /// sent after the actor retired transparently respawns it.
 pub struct AggregateHandle<A: Aggregate> {
@@ -852,6 +863,22 @@ impl<A: Aggregate> AggregateHandle<A> {
         self.execute_expecting(command, context, ExpectedVersion::Any).await
     }
 
+    /// Executes a command and returns the events it appended (typed and as stored records),
+    /// like the peer crate's `execute`.
+    pub async fn execute_with_events(
+        &self,
+        command: A::Command,
+        context: CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let (committed, records) = self.send_command(command, context, ExpectedVersion::Any).await?;
+        let events = records
+            .iter()
+            .map(|r| evfold_core::from_payload::<A::Event>(&r.payload()))
+            .collect::<Result<_, _>>()
+            .map_err(ExecuteError::Fault)?;
+        Ok(Executed { committed, events, records })
+    }
+
     /// Executes a command if the stream is at the expected version.
     pub async fn execute_expecting(
         &self,
@@ -859,6 +886,15 @@ impl<A: Aggregate> AggregateHandle<A> {
         context: CommandContext,
         expected: ExpectedVersion,
     ) -> Result<Committed, ExecuteError<A::Error>> {
+        Ok(self.send_command(command, context, expected).await?.0)
+    }
+
+    async fn send_command(
+        &self,
+        command: A::Command,
+        context: CommandContext,
+        expected: ExpectedVersion,
+    ) -> Result<(Committed, Vec<EventRecord>), ExecuteError<A::Error>> {
         let payload = to_payload(&command).map_err(ExecuteError::Fault)?;
         let span = tracing::debug_span!("execute", stream = %self.target.stream, command = %payload.type_name);
         let (reply, rx) = oneshot::channel();

@@ -55,3 +55,26 @@ async fn default_open_registers_on_get() {
     assert!(log.starts_with("{\"seq\":1,\"pos\":1,"), "{log}");
     assert!(dir.path().join("LOCK").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_with_events_returns_what_was_appended() {
+    use evfold_core::examples::BankEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let account = store.get::<BankAccount>("e").await.unwrap();
+    let opened = account.execute_with_events(BankCommand::Open { owner: "ada".into() }, ctx()).await.unwrap();
+    assert_eq!(opened.events, vec![BankEvent::Opened { owner: "ada".into() }]);
+    assert_eq!((opened.records[0].seq, opened.records[0].pos), (1, 1));
+    assert_eq!(opened.records[0].meta.actor.as_deref(), Some("test"));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let account = account.clone();
+            tokio::spawn(async move { account.execute_with_events(BankCommand::Deposit { amount: 1 }, ctx()).await })
+        })
+        .collect();
+    for task in tasks {
+        let executed = task.await.unwrap().unwrap();
+        assert_eq!(executed.events, vec![BankEvent::Deposited { amount: 1 }], "each caller gets its own events");
+        assert_eq!(executed.records[0].seq, executed.committed.version);
+    }
+}
