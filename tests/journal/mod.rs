@@ -5,6 +5,7 @@
 //! Regenerate the fixture after an intended change of the machines' behaviour:
 //! `EVFOLD_BLESS=1 cargo test -p evfold-tests --test main journal::`
 
+mod native;
 mod v2;
 
 use std::collections::VecDeque;
@@ -286,8 +287,8 @@ fn stored_events_alone_show_state_divergence_and_undecodable_events() {
     let (_, log) = record_bank();
     let stream = StreamId::new("bank-account", "acc-1").expect("valid");
     let baseline = TypedAggregateFactory::<BankAccount>::default();
-    let report = compare_events(&stream, &log, &baseline, &TypedAggregateFactory::<BankAccountV2>::default())
-        .expect("replays");
+    let report =
+        compare_events(&stream, &log, &baseline, &TypedAggregateFactory::<BankAccountV2>::default()).expect("replays");
     assert_eq!(kinds(&report), vec![("state", Some(1))], "{report}");
     let renamed = v2::RenamedEventsFactory;
     let report = compare_events(&stream, &log, &baseline, &renamed).expect("replays");
