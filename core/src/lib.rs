@@ -30,6 +30,8 @@
 //! - [`codec`]: the JSONL line format with CRC-32C and the log scanner.
 //! - [`aggregate_machine`], [`reader`]: the machines.
 //! - [`memory`]: an in-memory driver for unit tests.
+//! - [`journal`], [`replay`]: record a machine's inputs, replay them byte for byte, and replay
+//!   history through a new aggregate version to report divergences.
 //! - [`examples`]: reference domain models (counter, bank account, balances, transfers).
 
 pub mod aggregate_machine;
