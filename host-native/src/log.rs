@@ -1,8 +1,6 @@
 //! One stream's JSONL log on disk: load with recovery (torn tail quarantined and truncated,
 //! corruption refused with file/line/offset), and random access to one record by byte offset.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use evfold_core::{decode_line, scan_log, EventId, EventRecord, LogEnd, ScanStart};
@@ -65,36 +63,6 @@ fn line_offsets(bytes: &[u8]) -> Vec<u64> {
         }
     }
     offsets
-}
-
-/// Reads and verifies the record whose line starts at `offset`.
-pub fn read_record_at(file: &File, path: &Path, offset: u64) -> Result<EventRecord, StoreError> {
-    let mut buf = vec![0u8; 1024];
-    let mut filled = 0usize;
-    loop {
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        let n = file.read_at(&mut buf[filled..], offset + filled as u64).map_err(|e| StoreError::io(path, e))?;
-        if let Some(nl) = buf[filled..filled + n].iter().position(|b| *b == b'\n') {
-            let line = &buf[..filled + nl];
-            return decode_line(line).map_err(|e| StoreError::Corrupt {
-                path: path.to_owned(),
-                line: 0,
-                offset,
-                reason: e.to_string(),
-            });
-        }
-        if n == 0 {
-            return Err(StoreError::Corrupt {
-                path: path.to_owned(),
-                line: 0,
-                offset,
-                reason: "indexed line has no end".into(),
-            });
-        }
-        filled += n;
-    }
 }
 
 /// What the store needs to know about one valid line without decoding its JSON.

@@ -21,7 +21,6 @@ use crate::error::{ExecuteError, StoreError};
 use crate::fsio;
 use crate::layout::{StoreLayout, CHECKPOINT_FILE};
 use crate::ledger::{Ledger, Wake};
-use crate::log::read_record_at;
 use crate::mailbox::{Mailbox, Received};
 use crate::store::Inner;
 
@@ -533,7 +532,9 @@ pub(crate) fn seed_for(dispatch_id: &str) -> IdSeed {
     IdSeed(((u128::from(fnv(1)) << 64) | u128::from(fnv(2))) & !0xfff)
 }
 
-/// Up to `max` settled events after `after`, read through the index; and the position scanned to.
+/// Up to `max` settled events after `after`, read through the index; and the position scanned
+/// to. A stream's events in a window of positions are consecutive lines of its log, so each
+/// stream costs one read per batch.
 pub(crate) fn read_positions(
     layout: &StoreLayout,
     ledger: &Ledger,
@@ -541,27 +542,62 @@ pub(crate) fn read_positions(
     max: usize,
 ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
     let (entries, next) = ledger.slice(after, max);
-    let mut files: HashMap<Arc<evfold_core::StreamId>, (PathBuf, File)> = HashMap::new();
-    let mut events = Vec::with_capacity(entries.len());
-    for (pos, entry) in entries {
-        if !files.contains_key(&entry.stream) {
-            let path = layout.events_file(&entry.stream);
-            let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-            files.insert(entry.stream.clone(), (path, file));
-        }
-        let (path, file) = &files[&entry.stream];
-        let record = read_record_at(file, path, entry.offset)?;
-        if record.pos != pos {
-            return Err(StoreError::Corrupt {
-                path: path.clone(),
-                line: 0,
-                offset: entry.offset,
-                reason: format!("index says pos {pos}, line holds pos {}", record.pos),
-            });
-        }
-        events.push(StoredEvent { stream: (*entry.stream).clone(), record });
+    let mut groups: HashMap<Arc<evfold_core::StreamId>, Vec<(usize, u64, u64)>> = HashMap::new();
+    for (i, (pos, entry)) in entries.iter().enumerate() {
+        groups.entry(entry.stream.clone()).or_default().push((i, *pos, entry.offset));
     }
-    Ok((events, next))
+    let mut slots: Vec<Option<StoredEvent>> = vec![None; entries.len()];
+    for (stream, items) in groups {
+        let path = layout.events_file(&stream);
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let first = items[0].2;
+        let last = items[items.len() - 1].2;
+        let bytes = read_lines(&file, &path, first, last)?;
+        for (slot, pos, offset) in items {
+            let record = decode_at(&bytes, &path, first, offset)?;
+            if record.pos != pos {
+                return Err(StoreError::Corrupt {
+                    path: path.clone(),
+                    line: 0,
+                    offset,
+                    reason: format!("index says pos {pos}, line holds pos {}", record.pos),
+                });
+            }
+            slots[slot] = Some(StoredEvent { stream: (*stream).clone(), record });
+        }
+    }
+    Ok((slots.into_iter().flatten().collect(), next))
+}
+
+/// Reads the bytes from `first` through the end of the line that starts at `last`.
+fn read_lines(file: &File, path: &Path, first: u64, last: u64) -> Result<Vec<u8>, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let need = (last - first) as usize;
+    let mut buf = vec![0u8; need + 4096];
+    let mut filled = 0usize;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = file.read_at(&mut buf[filled..], first + filled as u64).map_err(|e| StoreError::io(path, e))?;
+        let scan_from = filled.max(need);
+        filled += n;
+        if filled > need && buf[scan_from..filled].contains(&b'\n') {
+            buf.truncate(filled);
+            return Ok(buf);
+        }
+        if n == 0 {
+            let reason = "indexed line has no end".to_owned();
+            return Err(StoreError::Corrupt { path: path.to_owned(), line: 0, offset: last, reason });
+        }
+    }
+}
+
+fn decode_at(bytes: &[u8], path: &Path, first: u64, offset: u64) -> Result<evfold_core::EventRecord, StoreError> {
+    let start = (offset - first) as usize;
+    let corrupt = |reason: String| StoreError::Corrupt { path: path.to_owned(), line: 0, offset, reason };
+    let len = bytes[start..].iter().position(|b| *b == b'\n').ok_or_else(|| corrupt("no line end".into()))?;
+    evfold_core::decode_line(&bytes[start..start + len]).map_err(|e| corrupt(e.to_string()))
 }
 
 /// Reads a dead-letter log.
