@@ -127,12 +127,11 @@ fn run_round(
     let stdout = child.stdout.take().ok_or_else(|| ReliabilityError::Child("no stdout".into()))?;
     let (ready_tx, ready_rx) = mpsc::channel();
     let reader = read_lines(stdout, ready_tx);
-    let mut was_early = early;
-    if !early {
-        match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(()) => {}
-            Err(_) => was_early = true,
-        }
+    if !early && ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        child.kill().ok();
+        child.wait().ok();
+        let lines = reader.join().unwrap_or_default();
+        return Err(ReliabilityError::Child(format!("round {round}: no READY within 60 s: {lines:?}")));
     }
     std::thread::sleep(delay);
     if let Some(status) = child.try_wait()? {
@@ -144,7 +143,7 @@ fn run_round(
     let lines = reader.join().map_err(|_| ReliabilityError::Child("reader thread panicked".into()))?;
     let acks = lines.iter().filter_map(|l| Ack::parse(l)).collect();
     let errors = lines.iter().filter_map(|l| l.strip_prefix("ERR ").map(str::to_owned)).collect();
-    Ok(RoundOutcome { acks, errors, early: was_early })
+    Ok(RoundOutcome { acks, errors, early })
 }
 
 fn spawn_child(dir: &Path, config: &KillConfig, round: u64) -> Result<Child, ReliabilityError> {
