@@ -63,6 +63,9 @@ pub enum StoreError {
     /// No process manager of this name is registered.
     #[error("unknown process manager {0:?}")]
     UnknownProcessManager(String),
+    /// Two projections or process managers share a name (they would share a checkpoint).
+    #[error("two readers are named {0:?}")]
+    DuplicateReader(String),
     /// A projection or process manager stopped on a fatal error.
     #[error("reader {name} failed: {reason}")]
     ReaderFailed {

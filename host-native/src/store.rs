@@ -399,6 +399,12 @@ impl AggregateStoreBuilder {
         for factory in self.factories {
             inner.register_factory(factory);
         }
+        let mut names: Vec<String> = self.projections.iter().map(|p| p.name().to_owned()).collect();
+        names.extend(self.managers.iter().map(|m| m.name().to_owned()));
+        names.sort();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(StoreError::DuplicateReader(pair[0].clone()));
+        }
         let mut readers = BTreeMap::new();
         if !inner.read_only {
             for projection in self.projections {
@@ -623,12 +629,25 @@ impl AggregateStore {
     pub async fn read_all_page(&self, from_pos: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
-            let after = from_pos.saturating_sub(1);
-            if inner.read_only {
-                let ledger = scan_store(&inner.layout, true)?;
-                return Ok(readers::read_positions(&inner.layout, &ledger, after, limit)?.0);
+            let scanned;
+            let ledger = if inner.read_only {
+                scanned = scan_store(&inner.layout, true)?;
+                &scanned
+            } else {
+                &*inner.ledger
+            };
+            // In chunks, so writers never wait long on the ledger lock.
+            let (mut after, mut events) = (from_pos.saturating_sub(1), Vec::new());
+            while events.len() < limit {
+                let chunk = (limit - events.len()).min(4096);
+                let (batch, next) = readers::read_positions(&inner.layout, ledger, after, chunk)?;
+                if next == after {
+                    break;
+                }
+                events.extend(batch);
+                after = next;
             }
-            Ok(readers::read_positions(&inner.layout, &inner.ledger, after, limit)?.0)
+            Ok(events)
         })
         .await
     }

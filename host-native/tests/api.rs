@@ -302,3 +302,41 @@ async fn layout_names_every_path() {
     assert_eq!(layout.projection_dir("balances"), dir.path().join("projections/balances"));
     assert_eq!(layout.dead_letters_file("transfers"), dir.path().join("process_managers/transfers/dead_letters.jsonl"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_all_spans_many_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AggregateStore::builder(dir.path())
+        .aggregate::<Counter>()
+        .durability(Durability::Buffered)
+        .open()
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let counter = store.get::<Counter>(&format!("c{t}")).await.unwrap();
+                for _ in 0..1100 {
+                    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let all = store.read_all(1).await.unwrap();
+    assert_eq!(all.len(), 4400);
+    assert!(all.iter().enumerate().all(|(i, e)| e.record.pos == i as u64 + 1));
+    assert_eq!(store.read_all_page(4000, 300).await.unwrap().len(), 300);
+    assert_eq!(store.read_all(4400).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_must_have_distinct_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = common::builder(dir.path()).projection::<evfold_core::examples::Balances>().open().await.unwrap_err();
+    assert!(matches!(&error, StoreError::DuplicateReader(name) if name == "balances"), "{error:?}");
+    common::open(dir.path()).await; // the lock was released
+}
