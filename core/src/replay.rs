@@ -270,7 +270,12 @@ impl fmt::Display for DivergenceKind {
                 write!(f, "{} now rejected ({reason}); baseline decided [{}]", command.type_name, names(baseline))
             }
             DivergenceKind::NowAccepted { command, reason, candidate } => {
-                write!(f, "{} now accepted as [{}]; baseline rejected it ({reason})", command.type_name, names(candidate))
+                write!(
+                    f,
+                    "{} now accepted as [{}]; baseline rejected it ({reason})",
+                    command.type_name,
+                    names(candidate)
+                )
             }
             DivergenceKind::DifferentEvents { command, baseline, candidate } => write!(
                 f,
@@ -527,25 +532,43 @@ mod tests {
     //! inputs replayed there must give the same bytes as on x86_64. The fixture is recorded by
     //! `tests/journal` (`EVFOLD_BLESS=1 cargo test -p evfold-tests --test main journal::`).
 
-    use super::replay_aggregate;
-    use crate::domain::TypedAggregateFactory;
-    use crate::examples::BankAccount;
-    use crate::journal::{outputs_jsonl, Journal};
-
-    const JOURNAL: &str = include_str!("../testdata/replay/bank.journal.jsonl");
-    const OUTPUTS: &str = include_str!("../testdata/replay/bank.outputs.jsonl");
+    use super::{replay_aggregate, replay_process_manager, replay_projection, ReplayError};
+    use crate::domain::{TypedAggregateFactory, TypedProcessManager, TypedProjection};
+    use crate::examples::{Balances, BankAccount, Transfers};
+    use crate::journal::{outputs_jsonl, Journal, OutputRecord};
 
     fn fnv1a(text: &str) -> u64 {
         text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
     }
 
+    fn check(
+        journal_text: &str,
+        outputs_text: &str,
+        replay: impl Fn(&Journal) -> Result<Vec<OutputRecord>, ReplayError>,
+    ) {
+        let journal = Journal::from_jsonl(journal_text).expect("fixture parses");
+        assert_eq!(journal.to_jsonl(), journal_text, "journal text round-trips byte for byte (floats included)");
+        let text = outputs_jsonl(&replay(&journal).expect("replays"));
+        assert_eq!(fnv1a(&text), fnv1a(outputs_text), "output hash differs from the x86_64 recording");
+        assert_eq!(text, outputs_text);
+    }
+
     #[test]
-    fn checked_in_journal_replays_to_checked_in_outputs() {
-        let journal = Journal::from_jsonl(JOURNAL).expect("fixture parses");
-        assert_eq!(journal.to_jsonl(), JOURNAL, "journal text round-trips byte for byte (floats included)");
-        let outputs = replay_aggregate(&journal, &TypedAggregateFactory::<BankAccount>::default()).expect("replays");
-        let text = outputs_jsonl(&outputs);
-        assert_eq!(fnv1a(&text), fnv1a(OUTPUTS), "output hash differs from the x86_64 recording");
-        assert_eq!(text, OUTPUTS);
+    fn checked_in_journals_replay_to_checked_in_outputs() {
+        check(
+            include_str!("../testdata/replay/bank.journal.jsonl"),
+            include_str!("../testdata/replay/bank.outputs.jsonl"),
+            |j| replay_aggregate(j, &TypedAggregateFactory::<BankAccount>::default()),
+        );
+        check(
+            include_str!("../testdata/replay/balances.journal.jsonl"),
+            include_str!("../testdata/replay/balances.outputs.jsonl"),
+            |j| replay_projection(j, Box::new(TypedProjection::<Balances>::default())),
+        );
+        check(
+            include_str!("../testdata/replay/transfers.journal.jsonl"),
+            include_str!("../testdata/replay/transfers.outputs.jsonl"),
+            |j| replay_process_manager(j, Box::new(TypedProcessManager::<Transfers>::default())),
+        );
     }
 }

@@ -217,19 +217,34 @@ fn replay_refuses_the_wrong_machine_or_domain() {
 /// this scenario records today.
 #[test]
 fn cross_target_fixture_is_current() {
-    let (machine, _) = record_bank();
+    let (machine, log) = record_bank();
     let (journal, outputs, _) = machine.into_parts();
-    let (journal, outputs) = (journal.to_jsonl(), outputs_jsonl(&outputs));
-    let journal_path = format!("{FIXTURE_DIR}/bank.journal.jsonl");
-    let outputs_path = format!("{FIXTURE_DIR}/bank.outputs.jsonl");
+    let mut fixtures = vec![("bank", journal, outputs)];
+    let (events, config) = (stored(&log), ReaderConfig { batch_size: 2, ..ReaderConfig::default() });
+    let mut projection =
+        Journaled::projection(Box::new(TypedProjection::<Balances>::default()), config.clone(), Timestamp(T0));
+    run_reader(&mut projection, &events);
+    let (journal, outputs, _) = projection.into_parts();
+    fixtures.push(("balances", journal, outputs));
+    let mut manager =
+        Journaled::process_manager(Box::new(TypedProcessManager::<Transfers>::default()), config, Timestamp(T0));
+    run_reader(&mut manager, &events);
+    let (journal, outputs, _) = manager.into_parts();
+    fixtures.push(("transfers", journal, outputs));
+    for (name, journal, outputs) in fixtures {
+        check_fixture(&format!("{name}.journal.jsonl"), &journal.to_jsonl());
+        check_fixture(&format!("{name}.outputs.jsonl"), &outputs_jsonl(&outputs));
+    }
+}
+
+fn check_fixture(file: &str, text: &str) {
+    let path = format!("{FIXTURE_DIR}/{file}");
     if std::env::var_os("EVFOLD_BLESS").is_some() {
         std::fs::create_dir_all(FIXTURE_DIR).expect("fixture dir");
-        std::fs::write(&journal_path, &journal).expect("write journal fixture");
-        std::fs::write(&outputs_path, &outputs).expect("write outputs fixture");
+        std::fs::write(&path, text).expect("write fixture");
     }
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}; run with EVFOLD_BLESS=1"));
-    assert_eq!(read(&journal_path), journal, "journal fixture is stale: EVFOLD_BLESS=1 to regenerate");
-    assert_eq!(read(&outputs_path), outputs, "outputs fixture is stale: EVFOLD_BLESS=1 to regenerate");
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}; run with EVFOLD_BLESS=1"));
+    assert_eq!(stored, text, "{file} is stale: EVFOLD_BLESS=1 to regenerate");
 }
 
 fn kinds(report: &DivergenceReport) -> Vec<(&'static str, Option<u64>)> {
