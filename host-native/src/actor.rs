@@ -87,6 +87,7 @@ pub(crate) struct Actor {
     queries: HashMap<CommandId, StateReply>,
     injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
     preloaded: Option<log::Headers>,
+    poison_reason: Option<String>,
     next_id: u64,
     exit: bool,
     poisoned: bool,
@@ -117,6 +118,7 @@ impl Actor {
             queries: HashMap::new(),
             injects: Vec::new(),
             preloaded: None,
+            poison_reason: None,
             next_id: 0,
             exit: false,
             poisoned: false,
@@ -187,6 +189,17 @@ impl Actor {
         }
     }
 
+    /// Commands queued behind a poisoning failure are refused with "poisoned; reopen it": say
+    /// what the failure was (it names the file and the OS error).
+    fn explain(&self, error: CommandError) -> CommandError {
+        match (error, &self.poison_reason) {
+            (CommandError::Unavailable(message), Some(reason)) if !message.contains(reason.as_str()) => {
+                CommandError::Unavailable(format!("{message}: {reason}"))
+            }
+            (error, _) => error,
+        }
+    }
+
     fn next_command_id(&mut self) -> CommandId {
         self.next_id += 1;
         CommandId(self.next_id)
@@ -208,7 +221,7 @@ impl Actor {
                 }
                 Output::Reply { id, result } => {
                     if let Some(reply) = self.replies.remove(&id) {
-                        let result = result.map(|committed| {
+                        let result = result.map_err(|e| self.explain(e)).map(|committed| {
                             let records = committed.positions.iter().filter_map(|p| self.appended.remove(p)).collect();
                             (committed, records)
                         });
@@ -217,7 +230,7 @@ impl Actor {
                 }
                 Output::State { id, result } => {
                     if let Some(reply) = self.queries.remove(&id) {
-                        let _ = reply.send(result);
+                        let _ = reply.send(result.map_err(|e| self.explain(e)));
                     }
                 }
                 Output::Notify(notification) => self.notified(notification),
@@ -237,6 +250,7 @@ impl Actor {
             Notification::Poisoned { reason, .. } => {
                 tracing::error!(%reason, "stream poisoned; it is reopened and re-read on next use");
                 self.poisoned = true;
+                self.poison_reason = Some(reason);
             }
             Notification::SnapshotFailed { reason, .. } => tracing::warn!(%reason, "snapshot failed"),
             other => tracing::trace!(?other, "notification"),

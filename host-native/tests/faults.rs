@@ -98,3 +98,25 @@ async fn no_false_success_when_a_group_commit_fails() {
     let seen = store.projection::<PosOrder>().await.unwrap();
     assert_eq!((seen.count, seen.breaks), (log.len() as u64, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_log_fails_commands_with_the_path_and_os_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let store = open_with_faults(dir.path(), &faults).await;
+    let counter = store.get::<Counter>("d").await.unwrap();
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    drop(counter);
+    store.close().await;
+    let log = dir.path().join("streams/counter/d/events.jsonl");
+    let saved = std::fs::read(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let store = open_with_faults(dir.path(), &faults).await;
+    let counter = store.get::<Counter>("d").await.unwrap();
+    let error = counter.execute(CounterCommand::Increment, ctx()).await.unwrap_err().to_string();
+    assert!(error.contains(&log.display().to_string()), "{error}");
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::write(&log, saved).unwrap();
+    assert_eq!(counter.execute(CounterCommand::Increment, ctx()).await.unwrap().version, 2, "recovers once restored");
+}
