@@ -99,6 +99,8 @@ pub struct StoreConfig {
     pub reader: ReaderConfig,
     /// Most events one group commit appends.
     pub max_batch_events: usize,
+    /// Largest serialized event `data`, in bytes (default 1 MiB).
+    pub max_event_bytes: usize,
     /// How long a reader waits after a commit wakes it before catching up, so one catch-up
     /// (and one checkpoint write) covers many commits. State queries never wait for it.
     pub reader_wake_delay: Duration,
@@ -114,6 +116,7 @@ impl Default for StoreConfig {
             id_seeds: random_id_seeds(),
             reader: ReaderConfig::default(),
             max_batch_events: 1024,
+            max_event_bytes: 1 << 20,
             reader_wake_delay: Duration::from_millis(10),
         }
     }
@@ -127,6 +130,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("snapshot_every", &self.snapshot_every)
             .field("reader", &self.reader)
             .field("max_batch_events", &self.max_batch_events)
+            .field("max_event_bytes", &self.max_event_bytes)
             .field("reader_wake_delay", &self.reader_wake_delay)
             .finish_non_exhaustive()
     }

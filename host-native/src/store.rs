@@ -60,6 +60,7 @@ impl Inner {
             snapshot_every: self.config.snapshot_every,
             sync_each_batch: self.config.durability == Durability::Sync,
             max_batch_events: self.config.max_batch_events,
+            max_event_bytes: self.config.max_event_bytes,
             idle_timeout_ms: self.config.idle_timeout.map(|d| d.as_millis() as u64),
             ..AggregateConfig::default()
         }
@@ -338,6 +339,13 @@ impl AggregateStoreBuilder {
     /// Tunes projections and process managers.
     pub fn reader_config(mut self, reader: ReaderConfig) -> Self {
         self.config.reader = reader;
+        self
+    }
+
+    /// Largest serialized event `data` a command may produce (default 1 MiB); larger events
+    /// are refused with [`ExecuteError::EventTooLarge`] before anything is written.
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_event_bytes = bytes;
         self
     }
 

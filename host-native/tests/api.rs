@@ -340,3 +340,14 @@ async fn readers_must_have_distinct_names() {
     assert!(matches!(&error, StoreError::DuplicateReader(name) if name == "balances"), "{error:?}");
     common::open(dir.path()).await; // the lock was released
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_size_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        AggregateStore::builder(dir.path()).aggregate::<BankAccount>().max_event_bytes(64).open().await.unwrap();
+    let account = store.get::<BankAccount>("small").await.unwrap();
+    let big = account.execute(BankCommand::Open { owner: "x".repeat(100) }, ctx()).await;
+    assert!(matches!(big, Err(ExecuteError::EventTooLarge { limit: 64, .. })), "{big:?}");
+    account.execute(BankCommand::Open { owner: "x".into() }, ctx()).await.unwrap();
+}
