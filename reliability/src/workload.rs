@@ -1,7 +1,9 @@
 //! The mixed workload the kill test's child and the load test run: concurrent workers sending
 //! seeded random commands to many `BankAccount` and `Counter` instances (deposits, withdrawals,
 //! transfers that the `Transfers` process manager turns into deposits), with the `Balances`
-//! projection registered. Every command carries a unique tag in `meta.extra.tag`.
+//! projection registered, plus occasional large `Blob` events (tens of KiB: a multi-page
+//! `write(2)` that a `SIGKILL` can cut, so kills also produce torn tails). Every command carries
+//! a unique tag in `meta.extra.tag`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use evfold_core::examples::{Balances, BankAccount, BankCommand, Counter, CounterCommand, Transfers};
 use evfold_core::{Aggregate, CommandContext};
 use evfold_native::{AggregateStore, AggregateStoreBuilder, ExecuteError};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::ack::Ack;
@@ -22,8 +25,64 @@ pub fn builder(dir: &std::path::Path) -> AggregateStoreBuilder {
     AggregateStore::builder(dir)
         .aggregate::<BankAccount>()
         .aggregate::<Counter>()
+        .aggregate::<Blob>()
         .projection::<Balances>()
         .process_manager::<Transfers>()
+}
+
+/// An aggregate that stores large opaque chunks: the workload's multi-page writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    /// Chunks stored.
+    pub chunks: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+}
+
+/// `Blob`'s only command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum BlobCommand {
+    /// Store a chunk.
+    Put {
+        /// The chunk.
+        chunk: String,
+    },
+}
+
+/// `Blob`'s only event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum BlobEvent {
+    /// A chunk was stored.
+    Stored {
+        /// The chunk.
+        chunk: String,
+    },
+}
+
+/// `Blob` never refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("never")]
+pub struct NeverRefused;
+
+impl Aggregate for Blob {
+    const AGGREGATE_TYPE: &'static str = "blob";
+    type Command = BlobCommand;
+    type Event = BlobEvent;
+    type Error = NeverRefused;
+
+    fn handle(&self, command: BlobCommand) -> Result<Vec<BlobEvent>, NeverRefused> {
+        let BlobCommand::Put { chunk } = command;
+        Ok(vec![BlobEvent::Stored { chunk }])
+    }
+
+    fn apply(mut self, event: &BlobEvent) -> Self {
+        let BlobEvent::Stored { chunk } = event;
+        self.chunks += 1;
+        self.bytes += chunk.len() as u64;
+        self
+    }
 }
 
 /// Shape of one workload run.
@@ -169,7 +228,8 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// One seeded random command: counters 45 %, deposits 25 %, withdrawals 10 %, transfers 20 %.
+/// One seeded random command: counters 45 %, deposits 25 %, withdrawals 10 %, transfers 17 %,
+/// 16–80 KiB blobs 3 %.
 async fn random_step(store: &AggregateStore, config: &WorkloadConfig, rng: &mut SplitMix64, tag: &str) -> Step {
     let roll = rng.below(100);
     let counter = format!("c-{}", rng.below(config.counters.max(1) as u64));
@@ -179,6 +239,11 @@ async fn random_step(store: &AggregateStore, config: &WorkloadConfig, rng: &mut 
         0..=34 => execute::<Counter>(store, &counter, CounterCommand::Increment, tag).await,
         35..=44 => execute::<Counter>(store, &counter, CounterCommand::Decrement, tag).await,
         45..=69 => execute::<BankAccount>(store, &account(from), BankCommand::Deposit { amount }, tag).await,
+        97..=99 => {
+            let chunk = "b".repeat(rng.range(16 << 10, 80 << 10) as usize);
+            let blob = format!("b-{}", rng.below(4));
+            execute::<Blob>(store, &blob, BlobCommand::Put { chunk }, tag).await
+        }
         70..=79 => {
             let command = BankCommand::Withdraw { amount: amount / 2 + 1 };
             execute::<BankAccount>(store, &account(from), command, tag).await
