@@ -177,7 +177,7 @@ pub struct Stats {
     pub(crate) events: AtomicU64,
 }
 
-/// A snapshot of [`Stats`].
+/// Write counters of an open store, from [`crate::AggregateStore::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Log writes (one per group commit or inject).
