@@ -389,15 +389,19 @@ impl ReaderThread {
                 self.dead_lettered.0 += 1;
                 self.dead_lettered.1 += 1;
             }
+            Notification::CaughtUp { .. } | Notification::CheckpointSaved { .. } => self.last_error = None,
             other => tracing::trace!(?other, "notification"),
         }
     }
 
+    /// Answers waiters once the reader is caught up, has failed, or is backing off after an IO
+    /// failure (then with that failure, rather than making the caller wait for the retry).
     fn answer_waiters(&mut self) {
         if self.waiters.is_empty() {
             return;
         }
-        let failed = self.machine.is_failed();
+        let backing_off = self.last_error.is_some() && self.machine.poll_timeout().is_some();
+        let failed = self.machine.is_failed() || (backing_off && !self.machine.is_idle());
         if !failed && !self.machine.is_idle() {
             return;
         }

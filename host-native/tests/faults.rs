@@ -120,3 +120,37 @@ async fn an_unreadable_log_fails_commands_with_the_path_and_os_error() {
     std::fs::write(&log, saved).unwrap();
     assert_eq!(counter.execute(CounterCommand::Increment, ctx()).await.unwrap().version, 2, "recovers once restored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_that_cannot_read_reports_the_failure_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let store = open_with_faults(dir.path(), &faults).await;
+    let counter = store.get::<Counter>("p").await.unwrap();
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    assert_eq!(store.projection::<PosOrder>().await.unwrap().count, 1);
+    let log = dir.path().join("streams/counter/p/events.jsonl");
+    let aside = log.with_extension("aside");
+    std::fs::rename(&log, &aside).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap(); // the actor's fd follows the inode
+    let failing =
+        tokio::time::timeout(std::time::Duration::from_secs(10), store.projection::<PosOrder>()).await.unwrap();
+    assert!(matches!(&failing, Err(evfold_native::StoreError::ReaderFailed { .. })), "{failing:?}");
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::rename(&aside, &log).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store.projection::<PosOrder>().await {
+            Ok(seen) => {
+                assert_eq!((seen.count, seen.breaks), (2, 0));
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("projection did not recover: {e}"),
+        }
+    }
+}
