@@ -36,6 +36,8 @@ pub struct KillConfig {
     pub counters: usize,
     /// Stop at the first round whose check counts a violation (the report still says which).
     pub stop_on_violation: bool,
+    /// KiB per event of an extra back-to-back blob writer in the child (0 = none).
+    pub blob_writer_kib: u64,
 }
 
 impl KillConfig {
@@ -52,6 +54,7 @@ impl KillConfig {
             accounts: 12,
             counters: 16,
             stop_on_violation: true,
+            blob_writer_kib: 0,
         }
     }
 }
@@ -151,6 +154,7 @@ fn spawn_child(dir: &Path, config: &KillConfig, round: u64) -> Result<Child, Rel
         .arg(dir)
         .args([config.seed, round].map(|n| n.to_string()))
         .args([config.workers, config.accounts, config.counters].map(|n| n.to_string()))
+        .arg(config.blob_writer_kib.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -114,6 +114,7 @@ fn workload_config(config: &LoadConfig, deadline: Instant) -> WorkloadConfig {
         seed: config.seed,
         max_commands: None,
         deadline: Some(deadline),
+        blob_writer_kib: 0,
     }
 }
 

@@ -102,6 +102,9 @@ pub struct WorkloadConfig {
     pub max_commands: Option<u64>,
     /// Stop each worker at this instant.
     pub deadline: Option<Instant>,
+    /// When non-zero, one extra worker writes `Blob` events of this many KiB back to back (soak
+    /// runs: makes a kill during a multi-page `write(2)`, i.e. a torn tail, likely).
+    pub blob_writer_kib: u64,
 }
 
 /// What happened to one command.
@@ -185,6 +188,10 @@ pub async fn run_workers(store: &AggregateStore, config: &WorkloadConfig, sink: 
         let (store, config, sink) = (store.clone(), config.clone(), sink.clone());
         tasks.push(tokio::spawn(async move { run_worker(&store, &config, worker, &sink).await }));
     }
+    if config.blob_writer_kib > 0 {
+        let (store, config, sink) = (store.clone(), config.clone(), sink.clone());
+        tasks.push(tokio::spawn(async move { run_blob_writer(&store, &config, &sink).await }));
+    }
     let mut stats = Vec::new();
     for task in tasks {
         stats.push(task.await.unwrap_or_else(|e| WorkerStats { failed: 1, ..panic_stats(e) }));
@@ -219,6 +226,29 @@ async fn run_worker(store: &AggregateStore, config: &WorkloadConfig, worker: usi
                 stats.failed += 1;
                 sink(Err(&e));
             }
+        }
+    }
+    stats
+}
+
+async fn run_blob_writer(store: &AggregateStore, config: &WorkloadConfig, sink: &Sink) -> WorkerStats {
+    let mut stats = WorkerStats::default();
+    let chunk = "t".repeat((config.blob_writer_kib << 10) as usize);
+    for n in 0.. {
+        if config.max_commands.is_some_and(|max| n >= max) || config.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let tag = format!("r{}bw{n}", config.round);
+        match execute::<Blob>(store, "tear", BlobCommand::Put { chunk: chunk.clone() }, &tag).await {
+            Step::Acked(ack) => {
+                stats.acked += 1;
+                sink(Ok(&ack));
+            }
+            Step::Failed(e) => {
+                stats.failed += 1;
+                sink(Err(&e));
+            }
+            Step::Empty | Step::Rejected => {}
         }
     }
     stats

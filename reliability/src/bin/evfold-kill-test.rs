@@ -1,5 +1,6 @@
 //! Runs the SIGKILL crash test outside `cargo test`, e.g. for a long soak:
-//! `evfold-kill-test --rounds 1000 --seed 7 [--dir /tmp/store] [--max-kill-ms 500] [--keep-going]`.
+//! `evfold-kill-test --rounds 1000 --seed 7 [--dir /tmp/store] [--max-kill-ms 500] [--keep-going]
+//! [--blob-kib 512]` (`--blob-kib`: an extra writer of that-size events, to tear writes).
 //! The child binary is `evfold-killee` next to this one.
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ fn main() -> anyhow::Result<()> {
     config.min_kill_ms = num("--min-kill-ms", config.min_kill_ms)?;
     config.max_kill_ms = num("--max-kill-ms", config.max_kill_ms)?;
     config.workers = num("--workers", config.workers as u64)? as usize;
+    config.blob_writer_kib = num("--blob-kib", 0)?;
     config.stop_on_violation = !args.iter().any(|a| a == "--keep-going");
     let temp = tempfile_dir()?;
     let dir = flag(&args, "--dir").map_or(temp.clone(), PathBuf::from);

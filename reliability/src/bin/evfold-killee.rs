@@ -2,7 +2,7 @@
 //! mixed workload forever, printing one `ACK` line per acknowledged command (after `execute`
 //! returned) until the parent `SIGKILL`s it.
 //!
-//! Usage: `evfold-killee <store-dir> <seed> <round> <workers> <accounts> <counters>`
+//! Usage: `evfold-killee <store-dir> <seed> <round> <workers> <accounts> <counters> [<blob-kib>]`
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
         counters: arg(&args, 5, "counters")? as usize,
         max_commands: None,
         deadline: None,
+        blob_writer_kib: args.get(6).map_or(Ok(0), |_| arg(&args, 6, "blob-kib"))?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run(dir, config))
