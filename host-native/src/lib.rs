@@ -19,6 +19,22 @@
 //!
 //! Layout: see [`StoreLayout`].
 //!
+//! ## Guarantees and limits
+//! - An `Ok` from `execute` means the command's events were `fdatasync`ed (default mode). A
+//!   [`ExecuteError::Storage`] means "outcome unknown": the stream is dropped and re-read from
+//!   disk, and whatever the re-read finds is the truth (the failed batch's lines may be there).
+//! - Commands queued behind a failed batch get [`ExecuteError::Unavailable`] with the cause; they
+//!   were never written.
+//! - Idle eviction and respawn are invisible to callers: a send to a retired actor comes back
+//!   and is re-routed, so no command is lost or failed around the timeout.
+//! - Process-manager dispatch is at-least-once with stable event ids derived from the dispatch
+//!   id: a re-dispatch after a crash is recognised and acknowledged without running again.
+//! - `inject_event` dedups against every event id on disk (executed or injected), across restarts.
+//! - Opening reads and CRC-checks every log (without decoding JSON) to rebuild the position
+//!   index and the id set in memory (~30 bytes per event); open time grows with the store.
+//! - Known limit: per-line CRCs cannot tell that a power cut kept only some whole lines of an
+//!   unacknowledged multi-event command; fixing that needs a batch marker in the core format.
+//!
 //! ```
 //! use evfold_core::examples::{BankAccount, BankCommand, BankError, Balances};
 //! use evfold_core::CommandContext;
