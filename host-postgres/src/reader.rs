@@ -91,12 +91,13 @@ pub struct ReaderTask {
     /// Fallback polling period.
     pub poll_interval: Duration,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    failure: Option<String>,
 }
 
 impl ReaderTask {
     /// A task around `machine`.
     pub fn new(machine: Machine, shared: std::sync::Arc<Shared>, store: Weak<Inner>, poll_interval: Duration) -> Self {
-        ReaderTask { machine, shared, store, poll_interval, waiters: Vec::new() }
+        ReaderTask { machine, shared, store, poll_interval, waiters: Vec::new(), failure: None }
     }
 
     /// Runs until the store is dropped.
@@ -140,7 +141,8 @@ impl ReaderTask {
             }
             ReaderMsg::CatchUp(tx) => {
                 if self.machine.is_failed() {
-                    let _ = tx.send(Err(format!("reader {} has failed", self.machine.name())));
+                    let why = self.failure.clone().unwrap_or_default();
+                    let _ = tx.send(Err(format!("reader {} has failed: {why}", self.machine.name())));
                 } else {
                     self.waiters.push(tx);
                     self.machine.handle(now, ReaderInput::Wake);
@@ -163,6 +165,7 @@ impl ReaderTask {
                 Output::Notify(Notification::Poisoned { what, reason }) => {
                     tracing::warn!(%what, %reason, "reader failed");
                     if self.machine.is_failed() {
+                        self.failure = Some(reason.clone());
                         self.waiters.drain(..).for_each(|tx| drop(tx.send(Err(reason.clone()))));
                     }
                 }

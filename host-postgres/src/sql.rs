@@ -133,10 +133,12 @@ impl Backend {
         let (tx, seq) = decode_position(after)?;
         let client = get(&self.read).await?;
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, stream, tx_id::text FROM evfold.events
-             WHERE (tx_id, global_seq) > ($1::text::xid8, $2)
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY tx_id, global_seq LIMIT $3"
+            // `e.tx_id`, qualified: a bare `tx_id` in ORDER BY would name the *output* column
+            // `tx_id::text` and sort the xids as text ("1001" < "726").
+            "SELECT {EVENT_COLUMNS}, stream, e.tx_id::text AS tx_text FROM evfold.events e
+             WHERE (e.tx_id, e.global_seq) > ($1::text::xid8, $2)
+               AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY e.tx_id, e.global_seq LIMIT $3"
         );
         let statement = client.prepare_cached(&sql).await.map_err(storage)?;
         let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);

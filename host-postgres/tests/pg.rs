@@ -27,6 +27,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("restart_resumes_from_checkpoint_and_snapshot", scenarios::restart_resumes_from_checkpoint_and_snapshot),
     ("notify_wakes_a_store_that_does_not_poll", scenarios::notify_wakes_a_store_that_does_not_poll),
     ("migrations_reads_and_listing", scenarios::migrations_reads_and_listing),
+    ("order_is_numeric_across_an_xid_digit_boundary", scenarios::order_is_numeric_across_an_xid_digit_boundary),
 ];
 
 fn main() {

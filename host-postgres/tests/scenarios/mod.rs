@@ -262,7 +262,9 @@ pub fn late_commit_is_never_skipped(_: &mut TempCluster, db: &str) {
 /// all see the same order, and that order keeps every stream's seq order.
 pub fn second_connection_and_replica_see_same_order(cluster: &mut TempCluster, db: &str) {
     let dbname = db.rsplit("dbname=").next().unwrap().to_owned();
+    let t = std::time::Instant::now();
     let replica = cluster.start_replica(&dbname).expect("streaming replica starts");
+    println!("    streaming replica up in {:.2} s", t.elapsed().as_secs_f64());
     block_on(async move {
         let a = PgStore::builder(db).aggregate::<Counter>().dyn_projection(OrderLog::boxed("order-a")).connect();
         let a = a.await.unwrap();
@@ -319,7 +321,7 @@ pub fn second_connection_and_replica_see_same_order(cluster: &mut TempCluster, d
 }
 
 /// The bank scenario on PostgreSQL gives the same replies, states, read model, workflow state and
-/// dead letters as the in-memory reference driver.
+/// dead letters as the in-memory reference driver and as the JSONL driver (evfold-native).
 pub fn bank_scenario_matches_memory_store(_: &mut TempCluster, db: &str) {
     let script = bank_script();
     let mut memory = MemoryStore::new();
@@ -359,6 +361,32 @@ pub fn bank_scenario_matches_memory_store(_: &mut TempCluster, db: &str) {
         assert_eq!(letters.len(), memory_letters);
         assert_eq!(letters.len(), 1, "the transfer to the never-opened account is dead-lettered");
         assert!(replies.iter().any(|r| r.contains("insufficient funds")), "{replies:?}");
+
+        // The JSONL driver (evfold-native) on the same script: same answers, states, read model.
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = evfold_native::AggregateStore::builder(dir.path())
+            .aggregate::<BankAccount>()
+            .projection::<Balances>()
+            .process_manager::<Transfers>()
+            .open()
+            .await
+            .unwrap();
+        let mut jsonl_replies = Vec::new();
+        for (id, command) in &script {
+            let result = jsonl.get::<BankAccount>(id).await.unwrap().execute(command.clone(), ctx()).await;
+            jsonl_replies.push(match result {
+                Ok(c) => format!("ok v{} n{}", c.version, c.n_events),
+                Err(evfold_native::ExecuteError::Domain(e)) => format!("rejected {e} {e:?}"),
+                Err(other) => format!("error {other}"),
+            });
+            jsonl.run_process_managers().await.unwrap();
+        }
+        assert_eq!(jsonl_replies, replies, "JSONL driver answers the same");
+        for (id, want) in &memory_states {
+            assert_eq!(&jsonl.get::<BankAccount>(id).await.unwrap().state().await.unwrap(), want, "{id}");
+        }
+        assert_eq!(jsonl.projection::<Balances>().await.unwrap(), memory_balances);
+        assert_eq!(jsonl.dead_letters("transfers").await.unwrap().len(), letters.len());
     });
 }
 
@@ -496,5 +524,30 @@ pub fn migrations_reads_and_listing(_: &mut TempCluster, db: &str) {
         let rejected = store.execute::<Counter>("x2", CounterCommand::Decrement, ctx()).await;
         assert!(matches!(rejected, Err(CommandError::Rejected(_))));
         assert_eq!(store.stream_version(&stream("counter", "x2")).await.unwrap(), 0, "a rejection writes nothing");
+    });
+}
+
+/// The store-wide order compares transaction ids as numbers, also across a power of ten
+/// (a text comparison would put xid 1000 before xid 999).
+pub fn order_is_numeric_across_an_xid_digit_boundary(_: &mut TempCluster, db: &str) {
+    block_on(async {
+        let store = PgStore::builder(db).aggregate::<Counter>().dyn_projection(OrderLog::boxed("order")).connect();
+        let store = store.await.unwrap();
+        store.execute::<Counter>("d", CounterCommand::Increment, ctx()).await.unwrap();
+        let raw = raw_client(db).await;
+        let current = |row: tokio_postgres::Row| row.get::<_, String>(0).parse::<u64>().unwrap();
+        let x = current(raw.query_one("SELECT pg_current_xact_id()::text", &[]).await.unwrap());
+        let boundary = 10u64.pow(x.ilog10() + 1);
+        // Burn transaction ids up to the boundary (pipelined autocommit statements, one xid each).
+        let burns = (x..=boundary).map(|_| raw.query_one("SELECT pg_current_xact_id()::text", &[]));
+        futures_util::future::try_join_all(burns).await.unwrap();
+        store.execute::<Counter>("d", CounterCommand::Increment, ctx()).await.unwrap();
+        let xids = raw.query("SELECT tx_id::text FROM evfold.events ORDER BY seq", &[]).await.unwrap();
+        let xids: Vec<u64> = xids.into_iter().map(current).collect();
+        assert!(xids[0] < boundary && xids[1] > boundary, "straddles {boundary}: {xids:?}");
+        store.catch_up().await.unwrap();
+        assert_eq!(order_of(&store, "order").await, vec!["counter/d#1", "counter/d#2"]);
+        let (events, _) = store.read_all(&Position::start(), 10).await.unwrap();
+        assert_eq!(events.iter().map(|e| e.record.seq).collect::<Vec<_>>(), vec![1, 2]);
     });
 }
