@@ -78,3 +78,19 @@ async fn execute_with_events_returns_what_was_appended() {
         assert_eq!(executed.records[0].seq, executed.committed.version);
     }
 }
+
+#[tokio::test] // current-thread runtime: nothing may rely on a second worker
+async fn works_on_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::builder(dir.path()).open().await.unwrap();
+    let account = store.get::<BankAccount>("ct").await.unwrap();
+    account.execute(BankCommand::Open { owner: "ada".into() }, ctx()).await.unwrap();
+    account.execute(BankCommand::TransferOut { to: "nobody".into(), amount: 0 }, ctx()).await.unwrap_err();
+    assert_eq!(store.projection::<evfold_core::examples::Balances>().await.unwrap().events, 1);
+    assert_eq!(store.run_process_managers().await.unwrap().dispatched, 0);
+    let mut subscription = store.subscribe(1).unwrap();
+    assert_eq!(subscription.recv().await.unwrap().unwrap().record.pos, 1);
+    drop((account, subscription));
+    drop(store);
+    AggregateStore::open(dir.path()).await.expect("dropping released the lock");
+}
