@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub(crate) registry: Mutex<HashMap<StreamId, Arc<Mailbox<ActorMsg>>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) readers: OnceLock<BTreeMap<String, ReaderRef>>,
+    /// Read-only stores fold projections on demand instead of running reader threads.
+    folded: Mutex<BTreeMap<String, Box<dyn DynProjection>>>,
     closed: AtomicBool,
     lock: Mutex<Option<File>>,
 }
@@ -401,6 +403,7 @@ impl AggregateStoreBuilder {
             registry: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
             readers: OnceLock::new(),
+            folded: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
         });
@@ -414,7 +417,12 @@ impl AggregateStoreBuilder {
             return Err(StoreError::DuplicateReader(pair[0].clone()));
         }
         let mut readers = BTreeMap::new();
-        if !inner.read_only {
+        if inner.read_only {
+            let mut folded = inner.folded.lock().expect("folded lock");
+            for projection in self.projections {
+                folded.insert(projection.name().to_owned(), projection);
+            }
+        } else {
             for projection in self.projections {
                 let reader = readers::spawn_projection(&inner, projection)?;
                 readers.insert(reader.name.clone(), reader);
@@ -700,6 +708,10 @@ impl AggregateStore {
 
     /// The JSON read model of a projection, caught up with every event durable at the call.
     pub async fn projection_json(&self, name: &str) -> Result<Value, StoreError> {
+        if self.inner.read_only {
+            let (inner, name) = (self.inner.clone(), name.to_owned());
+            return blocking(move || fold_projection_read_only(&inner, &name)).await;
+        }
         let reader = self.reader(name, ReaderKind::Projection)?;
         readers::ask_state(reader).await
     }
@@ -805,6 +817,24 @@ fn read_stream_records(inner: &Inner, stream: &StreamId, after_seq: u64) -> Resu
     let Some(loaded) = log::load(&path, TornTail::Ignore)? else { return Ok(Vec::new()) };
     let watermark = (!inner.read_only).then(|| inner.ledger.watermark());
     Ok(loaded.records.into_iter().filter(|r| r.seq > after_seq && watermark.is_none_or(|w| r.pos <= w)).collect())
+}
+
+/// Read-only stores: folds a projection from the first durable event (no checkpoint is written).
+fn fold_projection_read_only(inner: &Inner, name: &str) -> Result<Value, StoreError> {
+    let mut folded = inner.folded.lock().expect("folded lock");
+    let projection = folded.get_mut(name).ok_or_else(|| StoreError::UnknownProjection(name.to_owned()))?;
+    projection.reset().map_err(StoreError::Fault)?;
+    let ledger = scan_store(&inner.layout, true)?;
+    let mut after = 0;
+    loop {
+        let (events, next) = readers::read_positions(&inner.layout, &ledger, after, 4096)?;
+        if next == after {
+            break;
+        }
+        projection.apply(&events).map_err(StoreError::Fault)?;
+        after = next;
+    }
+    projection.snapshot().map_err(StoreError::Fault)
 }
 
 fn fold_read_only(inner: &Inner, stream: &StreamId) -> Result<(u64, Value), StoreError> {

@@ -52,10 +52,19 @@ async fn second_open_in_process_is_refused_and_read_only_works() {
     let error = AggregateStore::open(dir.path()).await.unwrap_err();
     assert!(matches!(&error, StoreError::LockHeld { path } if path == &dir.path().join("LOCK")), "{error:?}");
     assert!(error.to_string().contains("LOCK"));
-    let reader = AggregateStore::builder(dir.path()).aggregate::<Counter>().read_only().open().await.unwrap();
+    let reader = AggregateStore::builder(dir.path())
+        .aggregate::<Counter>()
+        .projection::<common::PosOrder>()
+        .read_only()
+        .open()
+        .await
+        .unwrap();
     assert_eq!(reader.read_events("counter", "c").await.unwrap().len(), 1);
     counter.execute(CounterCommand::Increment, common::ctx()).await.unwrap();
     assert_eq!(reader.read_all(1).await.unwrap().len(), 2, "read-only sees new durable events");
+    let folded: common::PosOrder = reader.projection().await.unwrap();
+    assert_eq!((folded.count, folded.breaks), (2, 0), "read-only folds projections on demand");
+    assert!(!dir.path().join("projections").exists(), "and writes no checkpoint");
     drop(store);
     assert!(AggregateStore::open(dir.path()).await.is_err(), "a live handle keeps the store open");
     drop(counter);
