@@ -120,9 +120,9 @@ impl Inner {
         Ok(mailbox)
     }
 
-    /// An actor's domain code panicked: drop its registry entry and fail what it left queued,
-    /// so callers get an error instead of waiting forever. The next use spawns a fresh actor.
-    fn retire_panicked(&self, stream: &StreamId, mailbox: &Arc<Mailbox<ActorMsg>>, message: &str) {
+    /// An actor's domain code panicked: drop its registry entry and hand what it left queued
+    /// (never seen by the code that panicked) to a fresh actor, so nobody waits forever.
+    fn retire_panicked(self: &Arc<Self>, stream: &StreamId, mailbox: &Arc<Mailbox<ActorMsg>>, message: &str) {
         tracing::error!(%stream, panic = %message, "aggregate actor panicked");
         let leftovers = {
             let mut registry = self.registry.lock().expect("registry lock");
@@ -132,7 +132,9 @@ impl Inner {
             mailbox.close_and_take()
         };
         for leftover in leftovers {
-            fail_message(leftover, &format!("aggregate {stream} panicked: {message}"));
+            if let Err(leftover) = self.route(stream, leftover) {
+                fail_message(leftover, &format!("aggregate {stream} panicked: {message}"));
+            }
         }
     }
 
