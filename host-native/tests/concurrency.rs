@@ -136,3 +136,67 @@ async fn concurrent_commands_on_one_aggregate_share_group_commits() {
     assert!(stats.syncs < 200, "group commit: {stats:?}");
     assert_eq!(stats.syncs, stats.appends, "durable mode syncs every append");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_operations_racing_eviction_keep_every_invariant() {
+    use evfold_core::{EventId, Metadata, NewEvent, Payload, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let store = AggregateStore::builder(dir.path())
+        .aggregate::<Counter>()
+        .projection::<common::PosOrder>()
+        .idle_timeout(Duration::from_millis(1))
+        .open()
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..6u64)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut acked = 0u64;
+                for i in 0..120u64 {
+                    let id = format!("m{}", (i * 7 + t) % 5);
+                    match (i + t) % 4 {
+                        0 | 1 => {
+                            let counter = store.get::<Counter>(&id).await.unwrap();
+                            counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+                            acked += 1;
+                        }
+                        2 => {
+                            let event = NewEvent {
+                                id: EventId(format!("relay-{}", i % 40)),
+                                payload: Payload::new("Incremented", serde_json::Value::Null),
+                                ts: Timestamp(1),
+                                meta: Metadata::default(),
+                            };
+                            store.inject_event("counter", &id, event).await.unwrap();
+                        }
+                        _ => {
+                            store.get::<Counter>(&id).await.unwrap().state().await.unwrap();
+                        }
+                    }
+                    if i % 10 == 0 {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = 0;
+    for task in tasks {
+        acked += task.await.unwrap();
+    }
+    let all = store.read_all(1).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].record.pos < w[1].record.pos));
+    let relay = all.iter().filter(|e| e.record.id.0.starts_with("relay-")).count();
+    assert_eq!(relay, 40, "each relay id stored exactly once");
+    assert_eq!(all.len() as u64, acked + 40);
+    for i in 0..5 {
+        let id = format!("m{i}");
+        let log = store.read_events("counter", &id).await.unwrap();
+        let state = store.get::<Counter>(&id).await.unwrap().state_with_version().await.unwrap();
+        assert_eq!(state, (log.len() as u64, Counter { value: log.len() as u64 }), "{id}: state == fold(log)");
+    }
+    let seen = store.projection::<common::PosOrder>().await.unwrap();
+    assert_eq!((seen.count, seen.breaks), (all.len() as u64, 0));
+}
