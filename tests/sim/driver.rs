@@ -207,6 +207,8 @@ pub struct Sim {
     crash_at: Vec<Timestamp>,
     answers: BTreeMap<CommandId, (u64, Value)>,
     load_checks: BTreeMap<CommandId, StreamId>,
+    /// Events appended by the simulated second writer (numbers their ids).
+    foreign_writes: u64,
     violations: Option<String>,
     woken_at: (u64, u64),
     /// The trace of this run.
@@ -254,6 +256,7 @@ impl Sim {
             crash_at,
             answers: BTreeMap::new(),
             load_checks: BTreeMap::new(),
+            foreign_writes: 0,
             violations: None,
             woken_at: (0, 0),
             trace,
@@ -616,7 +619,8 @@ impl Sim {
                     && stream.aggregate_type() == Counter::AGGREGATE_TYPE
                     && rng.chance(self.plan.foreign_write)
                 {
-                    let n = self.next_op;
+                    self.foreign_writes += 1;
+                    let n = self.foreign_writes;
                     let event = NewEvent {
                         id: IdSeed((1u128 << 127) | id_seed(self.seed, n).0).event_id(0),
                         payload: to_payload(&CounterEvent::Incremented).expect("tagged"),
