@@ -38,6 +38,8 @@ pub struct KillConfig {
     pub stop_on_violation: bool,
     /// KiB per event of an extra back-to-back blob writer in the child (0 = none).
     pub blob_writer_kib: u64,
+    /// Print one line per 10 rounds to stderr.
+    pub progress: bool,
 }
 
 impl KillConfig {
@@ -55,6 +57,7 @@ impl KillConfig {
             counters: 16,
             stop_on_violation: true,
             blob_writer_kib: 0,
+            progress: false,
         }
     }
 }
@@ -104,6 +107,9 @@ pub fn run_kill_test(dir: &Path, config: &KillConfig) -> Result<KillReport, Reli
         report.torn_tails += check.torn_tails;
         report.rounds = round + 1;
         report.last = check;
+        if config.progress && (round + 1) % 10 == 0 {
+            eprintln!("round {}: {} ({:.0} s)", round + 1, report.last.summary(), started.elapsed().as_secs_f64());
+        }
         if config.stop_on_violation && !report.last.violations().is_empty() {
             break;
         }

@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     config.max_kill_ms = num("--max-kill-ms", config.max_kill_ms)?;
     config.workers = num("--workers", config.workers as u64)? as usize;
     config.blob_writer_kib = num("--blob-kib", 0)?;
+    config.progress = true;
     config.stop_on_violation = !args.iter().any(|a| a == "--keep-going");
     let temp = tempfile_dir()?;
     let dir = flag(&args, "--dir").map_or(temp.clone(), PathBuf::from);
