@@ -12,10 +12,10 @@ pub enum StoreError {
     #[error("no database connection: {0}")]
     Pool(String),
     /// PostgreSQL answered with an error.
-    #[error("database error: {0}")]
+    #[error("database error: {}", crate::sql::describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// A schema migration failed.
-    #[error("migration {version} ({name}) failed: {source}")]
+    #[error("migration {version} ({name}) failed: {}", crate::sql::describe(.source))]
     Migration {
         /// Migration number.
         version: i32,

@@ -163,11 +163,13 @@ impl ReaderTask {
                     self.waiters.drain(..).for_each(|tx| drop(tx.send(Ok(()))));
                 }
                 Output::Notify(Notification::Poisoned { what, reason }) => {
+                    // Fatal (gap, fault) or transient (retried with backoff): either way a caller
+                    // waiting for catch-up learns of it now instead of waiting out the retries.
                     tracing::warn!(%what, %reason, "reader failed");
                     if self.machine.is_failed() {
                         self.failure = Some(reason.clone());
-                        self.waiters.drain(..).for_each(|tx| drop(tx.send(Err(reason.clone()))));
                     }
+                    self.waiters.drain(..).for_each(|tx| drop(tx.send(Err(reason.clone()))));
                 }
                 Output::Notify(n) => tracing::trace!(?n, "reader"),
                 Output::Reply { .. } | Output::State { .. } => {}

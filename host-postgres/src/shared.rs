@@ -2,7 +2,7 @@
 //! and the wake-up fan-out to local readers and (via NOTIFY) to other processes.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -63,9 +63,8 @@ impl Shared {
     /// and 16 low zero bits for the event index.
     pub fn fresh_seed(&self) -> IdSeed {
         let n = self.seeds.fetch_add(1, Ordering::Relaxed);
-        let mut hasher = self.entropy.build_hasher();
-        (n, SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())).hash(&mut hasher);
-        let random = hasher.finish();
+        let random =
+            self.entropy.hash_one((n, SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())));
         let ms = u128::from(self.now().0) & ((1 << 48) - 1);
         IdSeed((ms << 80) | (u128::from(random) << 16))
     }

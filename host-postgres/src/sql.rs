@@ -95,7 +95,7 @@ impl Backend {
         let statement = client
             .prepare_cached("SELECT out_seq, out_global_seq FROM evfold.append($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .await
-            .map_err(|e| AppendError::Other(e.to_string()))?;
+            .map_err(|e| AppendError::Other(describe(&e)))?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
             [&name, &stream.aggregate_type(), &stream.instance_id(), &expected, &ids, &types, &data, &meta, &ts];
         let rows = client.query(&statement, &params).await.map_err(classify_append_error)?;
@@ -285,7 +285,7 @@ pub fn parse_stream(name: &str) -> Result<StreamId, IoError> {
 }
 
 fn classify_append_error(error: tokio_postgres::Error) -> AppendError {
-    let Some(db) = error.as_db_error() else { return AppendError::Other(error.to_string()) };
+    let Some(db) = error.as_db_error() else { return AppendError::Other(describe(&error)) };
     if db.code().code() == WRONG_VERSION {
         let actual = db.detail().and_then(|d| d.parse().ok()).unwrap_or(0);
         return AppendError::Conflict { actual };
@@ -293,7 +293,7 @@ fn classify_append_error(error: tokio_postgres::Error) -> AppendError {
     if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("events_event_id_key") {
         return AppendError::Duplicate(db.detail().unwrap_or(db.message()).to_owned());
     }
-    AppendError::Other(error.to_string())
+    AppendError::Other(describe(&error))
 }
 
 async fn get(pool: &Pool) -> Result<Object, IoError> {
@@ -301,7 +301,15 @@ async fn get(pool: &Pool) -> Result<Object, IoError> {
 }
 
 fn storage(error: tokio_postgres::Error) -> IoError {
-    IoError::new(IoErrorKind::Storage, error.to_string())
+    IoError::new(IoErrorKind::Storage, describe(&error))
+}
+
+/// The server's message and SQLSTATE when there is one (`Display` says only "db error").
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 fn corrupt(message: String) -> IoError {

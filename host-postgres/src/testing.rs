@@ -25,16 +25,10 @@ fn fail(step: &'static str, detail: impl Into<String>) -> ClusterError {
 }
 
 /// Server settings of a test cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClusterOptions {
     /// `fsync` and `synchronous_commit` on (durable, slow on virtual disks) or off.
     pub durable: bool,
-}
-
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        ClusterOptions { durable: false }
-    }
 }
 
 /// One running `postgres` process, stopped by pid on drop.
