@@ -92,21 +92,70 @@ pub struct ReaderTask {
     pub poll_interval: Duration,
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
     failure: Option<String>,
+    leader: Option<Leader>,
+}
+
+/// A process manager runs on one store instance at a time: the one holding a session advisory
+/// lock on a connection taken out of the pool (closing it, e.g. when the store is dropped or
+/// the process dies, releases the lock and another instance takes over).
+pub struct Leader {
+    key: i64,
+    held: Option<deadpool_postgres::ClientWrapper>,
+}
+
+impl Leader {
+    /// A lock for the reader `name`, not yet held.
+    pub fn new(name: &str) -> Self {
+        // FNV-1a: stable across processes and builds (std's hashers are not).
+        let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Leader { key: key as i64, held: None }
+    }
+
+    /// Whether this instance leads, trying to take the lock if it does not.
+    async fn lead(&mut self, shared: &Shared) -> bool {
+        if self.held.as_ref().is_some_and(|c| !c.is_closed()) {
+            return true;
+        }
+        self.held = None;
+        let Ok(client) = shared.backend.write.get().await else { return false };
+        let client = deadpool_postgres::Object::take(client);
+        match client.query_one("SELECT pg_try_advisory_lock($1)", &[&self.key]).await {
+            Ok(row) if row.get::<_, bool>(0) => {
+                self.held = Some(client);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl ReaderTask {
     /// A task around `machine`.
     pub fn new(machine: Machine, shared: std::sync::Arc<Shared>, store: Weak<Inner>, poll_interval: Duration) -> Self {
-        ReaderTask { machine, shared, store, poll_interval, waiters: Vec::new(), failure: None }
+        let leader = matches!(machine, Machine::Manager(_)).then(|| Leader::new(machine.name()));
+        ReaderTask { machine, shared, store, poll_interval, waiters: Vec::new(), failure: None, leader }
     }
 
     /// Runs until the store is dropped.
     pub async fn run(mut self, mut rx: mpsc::Receiver<ReaderMsg>) {
         loop {
-            self.drive().await;
             if self.store.strong_count() == 0 {
                 return; // the store was dropped
             }
+            if !self.leading().await {
+                // Another instance runs this process manager: stay passive, answer queries.
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        None => return,
+                        Some(ReaderMsg::CatchUp(tx)) => drop(tx.send(Ok(()))),
+                        Some(ReaderMsg::State(tx)) => drop(tx.send(self.machine.state())),
+                        Some(ReaderMsg::Wake | ReaderMsg::Rebuild) => {}
+                    },
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                }
+                continue;
+            }
+            self.drive().await;
             let sleep = self.sleep_duration();
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -122,6 +171,13 @@ impl ReaderTask {
                     self.machine.handle(now, input);
                 }
             }
+        }
+    }
+
+    async fn leading(&mut self) -> bool {
+        match &mut self.leader {
+            None => true,
+            Some(leader) => leader.lead(&self.shared).await,
         }
     }
 

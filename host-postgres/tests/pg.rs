@@ -28,6 +28,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("notify_wakes_a_store_that_does_not_poll", scenarios::notify_wakes_a_store_that_does_not_poll),
     ("migrations_reads_and_listing", scenarios::migrations_reads_and_listing),
     ("order_is_numeric_across_an_xid_digit_boundary", scenarios::order_is_numeric_across_an_xid_digit_boundary),
+    ("process_manager_runs_on_one_instance", scenarios::process_manager_runs_on_one_instance),
 ];
 
 fn main() {

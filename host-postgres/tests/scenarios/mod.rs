@@ -551,3 +551,41 @@ pub fn order_is_numeric_across_an_xid_digit_boundary(_: &mut TempCluster, db: &s
         assert_eq!(events.iter().map(|e| e.record.seq).collect::<Vec<_>>(), vec![1, 2]);
     });
 }
+
+/// Two app servers both register the `transfers` process manager: only the instance holding its
+/// advisory lock dispatches, so every transfer is deposited once, not twice.
+pub fn process_manager_runs_on_one_instance(_: &mut TempCluster, db: &str) {
+    block_on(async {
+        let connect = || {
+            PgStore::builder(db)
+                .aggregate::<BankAccount>()
+                .process_manager::<Transfers>()
+                .poll_interval(Duration::from_millis(50))
+                .connect()
+        };
+        let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+        for (id, owner) in [("from", "ada"), ("to", "bob")] {
+            a.execute::<BankAccount>(id, BankCommand::Open { owner: owner.into() }, ctx()).await.unwrap();
+        }
+        a.execute::<BankAccount>("from", BankCommand::Deposit { amount: 100 }, ctx()).await.unwrap();
+        for _ in 0..5 {
+            let transfer = BankCommand::TransferOut { to: "to".into(), amount: 10 };
+            b.execute::<BankAccount>("from", transfer, ctx()).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while a.state::<BankAccount>("to").await.unwrap().balance < 50 {
+            assert!(std::time::Instant::now() < deadline, "transfers not delivered");
+            a.catch_up().await.unwrap();
+            b.catch_up().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Give a would-be second dispatcher time to act, then check nothing was delivered twice.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.catch_up().await.unwrap();
+        b.catch_up().await.unwrap();
+        assert_eq!(a.state::<BankAccount>("to").await.unwrap().balance, 50, "each transfer deposited once");
+        let dispatched = a.process_manager::<Transfers>().await.unwrap().dispatched
+            + b.process_manager::<Transfers>().await.unwrap().dispatched;
+        assert_eq!(dispatched, 5, "one instance dispatched, the other stayed passive");
+    });
+}
