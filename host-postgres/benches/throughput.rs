@@ -120,8 +120,9 @@ async fn bench_jsonl(dir: &std::path::Path, n: usize) -> Figures {
     let events = (n + n / WRITERS * WRITERS) as u64;
     drop(handle);
     drop(store);
-    tokio::time::sleep(Duration::from_millis(200)).await; // let actor threads release the lock
-                                                          // Timed from open: the reader starts catching up as soon as it exists.
+    // Let the actor threads release the store lock.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Timed from open: the reader starts catching up as soon as it exists.
     let t = Instant::now();
     let reader = AggregateStore::builder(dir).projection::<EventCount>().open().await.expect("reopen");
     let folded = reader.projection::<EventCount>().await.unwrap().n;

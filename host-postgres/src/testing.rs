@@ -121,7 +121,20 @@ impl TempCluster {
         backup
             .arg("-D")
             .arg(&data)
-            .args(["-R", "-c", "fast", "-X", "stream", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .args([
+                "-R",
+                "-c",
+                "fast",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--no-manifest",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+            ])
             .arg(self.primary.port.to_string());
         run_as(&mut backup, self.user, "pg_basebackup")?;
         let server = spawn_server(&self.bin, &data, self.dir.path(), self.user, self.options, &["hot_standby=on"])?;
