@@ -1,0 +1,265 @@
+//! Plugin aggregates: `PluginAggregateFactory` (an `evfold_core::AggregateFactory`) makes one
+//! sandboxed component instance per stream, `PluginAggregate` (an `evfold_core::DynAggregate`).
+//! After a trap the instance is discarded; the machine's `reset()` builds a fresh one and then
+//! reloads the state from durable storage.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use evfold_core::{AggregateFactory, Decision, DynAggregate, Fault, Payload, Rejection};
+use serde_json::Value;
+use wasmtime::Store;
+
+use crate::bindings::aggregate::exports::evfold::plugin::aggregate as wit;
+use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
+use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
+use crate::error::{Call, PluginError};
+use crate::json::parse_checked;
+use crate::sandbox::{self, Sandbox};
+
+/// A loaded aggregate plugin, shared by its factory and every instance.
+pub(crate) struct LoadedAggregate {
+    engine: Arc<EngineInner>,
+    plugin: Arc<str>,
+    pre: AggregatePluginPre<Sandbox>,
+    info: PluginInfo,
+    declared: BTreeSet<String>,
+}
+
+impl LoadedAggregate {
+    /// Reads the metadata in a throwaway instance and keeps the pre-linked component.
+    pub(crate) fn load(
+        engine: Arc<EngineInner>,
+        file_plugin: Arc<str>,
+        sha256: String,
+        abi_version: String,
+        pre: AggregatePluginPre<Sandbox>,
+    ) -> Result<Self, PluginError> {
+        let mut store = throwaway_store(&engine, &file_plugin);
+        let meta = sandbox::run(&mut store, &engine.limits, &Call::Metadata, |store| {
+            let plugin = pre.instantiate(&mut *store)?;
+            plugin.evfold_plugin_aggregate().call_metadata(&mut *store)
+        })?;
+        let info = PluginInfo {
+            kind: PluginKind::Aggregate,
+            name: meta.name,
+            plugin_version: meta.plugin_version,
+            sdk_version: meta.sdk_version,
+            abi_version,
+            sha256,
+            aggregate_type: Some(meta.aggregate_type),
+            projection_name: None,
+            event_types: meta.event_types,
+            command_types: meta.command_types,
+        };
+        let declared = info.event_types.iter().cloned().collect();
+        Ok(LoadedAggregate { plugin: info.name.as_str().into(), engine, pre, info, declared })
+    }
+
+    fn plugin(&self) -> String {
+        self.plugin.to_string()
+    }
+
+    /// A fresh instance in the initial state.
+    fn instantiate(&self) -> Result<Live, PluginError> {
+        let mut store = sandbox::new_store(&self.engine.engine, self.plugin.clone(), &self.engine.limits);
+        let bindings = sandbox::run(&mut store, &self.engine.limits, &Call::Instantiate, |store| {
+            self.pre.instantiate(&mut *store)
+        })?;
+        Ok(Live { store, bindings })
+    }
+
+    /// Checks the events `decide` returned: size cap, declared types, JSON depth and syntax.
+    fn accept(&self, call: &Call, events: Vec<wit::Payload>) -> Result<Vec<Payload>, PluginError> {
+        let limits = &self.engine.limits;
+        let size: usize = events.iter().map(|e| e.type_name.len() + e.data.len()).sum();
+        if size > limits.output_bytes {
+            return Err(PluginError::OutputTooLarge { plugin: self.plugin(), call: call.clone(), size, limit: limits.output_bytes });
+        }
+        events
+            .into_iter()
+            .map(|event| {
+                if !self.declared.contains(&event.type_name) {
+                    return Err(PluginError::UndeclaredEventType {
+                        plugin: self.plugin(),
+                        call: call.clone(),
+                        event_type: event.type_name,
+                        declared: self.info.event_types.clone(),
+                    });
+                }
+                let data = parse_checked(&event.data, limits.json_depth).map_err(|problem| PluginError::BadOutput {
+                    plugin: self.plugin(),
+                    call: call.clone(),
+                    reason: format!("event {}: {problem}", event.type_name),
+                })?;
+                Ok(Payload { type_name: event.type_name, data })
+            })
+            .collect()
+    }
+
+    /// Parses a snapshot the guest returned, within the snapshot cap.
+    fn accept_snapshot(&self, call: &Call, text: &str) -> Result<Value, PluginError> {
+        let limits = &self.engine.limits;
+        if text.len() > limits.snapshot_bytes {
+            let (plugin, call) = (self.plugin(), call.clone());
+            return Err(PluginError::OutputTooLarge { plugin, call, size: text.len(), limit: limits.snapshot_bytes });
+        }
+        parse_checked(text, limits.json_depth).map_err(|problem| PluginError::BadOutput {
+            plugin: self.plugin(),
+            call: call.clone(),
+            reason: format!("snapshot: {problem}"),
+        })
+    }
+
+    fn guest_error(&self, call: Call, message: String) -> PluginError {
+        PluginError::Guest { plugin: self.plugin(), call, message }
+    }
+}
+
+/// One live component instance.
+struct Live {
+    store: Store<Sandbox>,
+    bindings: AggregatePlugin,
+}
+
+/// Makes sandboxed instances of one aggregate plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginAggregateFactory {
+    loaded: Arc<LoadedAggregate>,
+}
+
+impl PluginAggregateFactory {
+    pub(crate) fn new(loaded: Arc<LoadedAggregate>) -> Self {
+        PluginAggregateFactory { loaded }
+    }
+
+    /// The plugin's metadata.
+    pub fn info(&self) -> &PluginInfo {
+        &self.loaded.info
+    }
+
+    /// A new instance, typed (the trait method returns it boxed).
+    pub fn instance(&self) -> Result<PluginAggregate, PluginError> {
+        Ok(PluginAggregate { live: Some(self.loaded.instantiate()?), loaded: self.loaded.clone() })
+    }
+}
+
+impl AggregateFactory for PluginAggregateFactory {
+    fn aggregate_type(&self) -> &str {
+        self.loaded.info.aggregate_type.as_deref().unwrap_or_default()
+    }
+
+    fn instantiate(&self) -> Result<Box<dyn DynAggregate>, Fault> {
+        Ok(Box::new(self.instance().map_err(Fault::new)?))
+    }
+}
+
+/// One aggregate instance running in its own sandbox (store + component instance).
+pub struct PluginAggregate {
+    loaded: Arc<LoadedAggregate>,
+    live: Option<Live>,
+}
+
+impl PluginAggregate {
+    /// The plugin's metadata.
+    pub fn info(&self) -> &PluginInfo {
+        &self.loaded.info
+    }
+
+    /// Whether the instance was discarded after a trap (until `reset()`).
+    pub fn is_discarded(&self) -> bool {
+        self.live.is_none()
+    }
+
+    /// Runs one guest call; a trap discards the instance.
+    fn invoke<R>(
+        &mut self,
+        call: &Call,
+        f: impl FnOnce(&AggregatePlugin, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let Some(live) = self.live.as_mut() else {
+            return Err(PluginError::Discarded { plugin: self.loaded.plugin(), call: call.clone() });
+        };
+        let bindings = &live.bindings;
+        let result = sandbox::run(&mut live.store, &self.loaded.engine.limits, call, |store| f(bindings, store));
+        if result.as_ref().is_err_and(PluginError::kills_instance) {
+            tracing::warn!(plugin = %self.loaded.plugin, %call, "plugin instance discarded after a trap");
+            self.live = None;
+        }
+        result
+    }
+
+    /// Decides a command: typed error version of [`DynAggregate::decide`].
+    pub fn try_decide(&mut self, command: &Payload) -> Result<Decision, PluginError> {
+        let call = Call::Decide(command.type_name.clone());
+        let wit_command = wit::Payload { type_name: command.type_name.clone(), data: command.data.to_string() };
+        let outcome = self.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, &wit_command))?;
+        match outcome {
+            Err(message) => Err(self.loaded.guest_error(call, message)),
+            Ok(wit::Decision::Rejected(message)) => Ok(Err(Rejection::message(message))),
+            Ok(wit::Decision::Accepted(events)) => Ok(Ok(self.loaded.accept(&call, events)?)),
+        }
+    }
+
+    /// Folds events (in chunks of `Limits::fold_chunk`, each with fresh fuel).
+    pub fn try_apply(&mut self, events: &[Payload]) -> Result<(), PluginError> {
+        for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
+            let batch: Vec<wit::Payload> = chunk
+                .iter()
+                .map(|e| wit::Payload { type_name: e.type_name.clone(), data: e.data.to_string() })
+                .collect();
+            let outcome = self.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, &batch))?;
+            outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message))?;
+        }
+        Ok(())
+    }
+
+    /// The state as JSON.
+    pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
+        let outcome = self.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_aggregate().call_snapshot(store))?;
+        let text = outcome.map_err(|message| self.loaded.guest_error(Call::Snapshot, message))?;
+        self.loaded.accept_snapshot(&Call::Snapshot, &text)
+    }
+
+    /// Replaces the state with a snapshot.
+    pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
+        let text = snapshot.to_string();
+        let outcome = self.invoke(&Call::Restore, |b, store| b.evfold_plugin_aggregate().call_restore(store, &text))?;
+        outcome.map_err(|message| self.loaded.guest_error(Call::Restore, message))
+    }
+
+    /// Back to the initial state: the guest's `reset`, or a fresh instance after a trap.
+    pub fn try_reset(&mut self) -> Result<(), PluginError> {
+        if self.live.is_some() && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_aggregate().call_reset(store)).is_ok() {
+            return Ok(());
+        }
+        self.live = Some(self.loaded.instantiate()?);
+        Ok(())
+    }
+}
+
+impl DynAggregate for PluginAggregate {
+    fn aggregate_type(&self) -> &str {
+        self.loaded.info.aggregate_type.as_deref().unwrap_or_default()
+    }
+
+    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
+        self.try_decide(command).map_err(Fault::new)
+    }
+
+    fn apply(&mut self, events: &[Payload]) -> Result<(), Fault> {
+        self.try_apply(events).map_err(Fault::new)
+    }
+
+    fn snapshot(&mut self) -> Result<Value, Fault> {
+        self.try_snapshot().map_err(Fault::new)
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault> {
+        self.try_restore(snapshot).map_err(Fault::new)
+    }
+
+    fn reset(&mut self) -> Result<(), Fault> {
+        self.try_reset().map_err(Fault::new)
+    }
+}

@@ -1,0 +1,207 @@
+//! Plugin projections: `PluginProjection` (an `evfold_core::DynProjection`) holds one sandboxed
+//! component instance with the read model inside; `query` reads part of it by JSON pointer.
+
+use std::sync::Arc;
+
+use evfold_core::{DynProjection, Fault, StoredEvent};
+use serde_json::Value;
+use wasmtime::Store;
+
+use crate::bindings::projection::exports::evfold::plugin::projection as wit;
+use crate::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
+use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
+use crate::error::{Call, PluginError};
+use crate::json::parse_checked;
+use crate::sandbox::{self, Sandbox};
+
+/// A loaded projection plugin.
+pub(crate) struct LoadedProjection {
+    engine: Arc<EngineInner>,
+    plugin: Arc<str>,
+    pre: ProjectionPluginPre<Sandbox>,
+    info: PluginInfo,
+}
+
+impl LoadedProjection {
+    /// Reads the metadata in a throwaway instance and keeps the pre-linked component.
+    pub(crate) fn load(
+        engine: Arc<EngineInner>,
+        file_plugin: Arc<str>,
+        sha256: String,
+        abi_version: String,
+        pre: ProjectionPluginPre<Sandbox>,
+    ) -> Result<Self, PluginError> {
+        let mut store = throwaway_store(&engine, &file_plugin);
+        let meta = sandbox::run(&mut store, &engine.limits, &Call::Metadata, |store| {
+            let plugin = pre.instantiate(&mut *store)?;
+            plugin.evfold_plugin_projection().call_metadata(&mut *store)
+        })?;
+        let info = PluginInfo {
+            kind: PluginKind::Projection,
+            name: meta.name,
+            plugin_version: meta.plugin_version,
+            sdk_version: meta.sdk_version,
+            abi_version,
+            sha256,
+            aggregate_type: None,
+            projection_name: Some(meta.projection_name),
+            event_types: Vec::new(),
+            command_types: Vec::new(),
+        };
+        Ok(LoadedProjection { plugin: info.name.as_str().into(), engine, pre, info })
+    }
+
+    fn plugin(&self) -> String {
+        self.plugin.to_string()
+    }
+
+    fn instantiate(&self) -> Result<Live, PluginError> {
+        let mut store = sandbox::new_store(&self.engine.engine, self.plugin.clone(), &self.engine.limits);
+        let bindings = sandbox::run(&mut store, &self.engine.limits, &Call::Instantiate, |store| {
+            self.pre.instantiate(&mut *store)
+        })?;
+        Ok(Live { store, bindings })
+    }
+
+    /// Parses JSON text the guest returned (snapshot or query), within the snapshot cap.
+    fn accept_json(&self, call: &Call, text: &str) -> Result<Value, PluginError> {
+        let limits = &self.engine.limits;
+        if text.len() > limits.snapshot_bytes {
+            let (plugin, call) = (self.plugin(), call.clone());
+            return Err(PluginError::OutputTooLarge { plugin, call, size: text.len(), limit: limits.snapshot_bytes });
+        }
+        parse_checked(text, limits.json_depth).map_err(|problem| PluginError::BadOutput {
+            plugin: self.plugin(),
+            call: call.clone(),
+            reason: problem.to_string(),
+        })
+    }
+}
+
+struct Live {
+    store: Store<Sandbox>,
+    bindings: ProjectionPlugin,
+}
+
+/// A projection running in a sandbox.
+pub struct PluginProjection {
+    loaded: Arc<LoadedProjection>,
+    live: Option<Live>,
+}
+
+/// Converts a stored event to its WIT form.
+fn to_wit(event: &StoredEvent) -> wit::StoredEvent {
+    let record = &event.record;
+    wit::StoredEvent {
+        aggregate_type: event.stream.aggregate_type().to_owned(),
+        instance_id: event.stream.instance_id().to_owned(),
+        seq: record.seq,
+        pos: record.pos,
+        id: record.id.0.clone(),
+        event_type: record.event_type.clone(),
+        data: record.data.to_string(),
+        ts: record.ts.0,
+        meta: serde_json::to_string(&record.meta).unwrap_or_else(|_| "{}".to_owned()),
+    }
+}
+
+impl PluginProjection {
+    pub(crate) fn new(loaded: Arc<LoadedProjection>) -> Result<Self, PluginError> {
+        Ok(PluginProjection { live: Some(loaded.instantiate()?), loaded })
+    }
+
+    /// The plugin's metadata.
+    pub fn info(&self) -> &PluginInfo {
+        &self.loaded.info
+    }
+
+    /// Whether the instance was discarded after a trap (until `reset()`).
+    pub fn is_discarded(&self) -> bool {
+        self.live.is_none()
+    }
+
+    fn invoke<R>(
+        &mut self,
+        call: &Call,
+        f: impl FnOnce(&ProjectionPlugin, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let Some(live) = self.live.as_mut() else {
+            return Err(PluginError::Discarded { plugin: self.loaded.plugin(), call: call.clone() });
+        };
+        let bindings = &live.bindings;
+        let result = sandbox::run(&mut live.store, &self.loaded.engine.limits, call, |store| f(bindings, store));
+        if result.as_ref().is_err_and(PluginError::kills_instance) {
+            tracing::warn!(plugin = %self.loaded.plugin, %call, "plugin instance discarded after a trap");
+            self.live = None;
+        }
+        result
+    }
+
+    fn guest_result<R>(&self, call: Call, outcome: Result<R, String>) -> Result<R, PluginError> {
+        outcome.map_err(|message| PluginError::Guest { plugin: self.loaded.plugin(), call, message })
+    }
+
+    /// Folds events in store-wide order (chunks of `Limits::fold_chunk`, fresh fuel each).
+    pub fn try_apply(&mut self, events: &[StoredEvent]) -> Result<(), PluginError> {
+        for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
+            let batch: Vec<wit::StoredEvent> = chunk.iter().map(to_wit).collect();
+            let outcome = self.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, &batch))?;
+            self.guest_result(Call::Apply, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// The read model as JSON.
+    pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
+        let outcome = self.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_projection().call_snapshot(store))?;
+        let text = self.guest_result(Call::Snapshot, outcome)?;
+        self.loaded.accept_json(&Call::Snapshot, &text)
+    }
+
+    /// Replaces the read model.
+    pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
+        let text = snapshot.to_string();
+        let outcome = self.invoke(&Call::Restore, |b, store| b.evfold_plugin_projection().call_restore(store, &text))?;
+        self.guest_result(Call::Restore, outcome)
+    }
+
+    /// Back to the empty read model (a fresh instance after a trap).
+    pub fn try_reset(&mut self) -> Result<(), PluginError> {
+        if self.live.is_some() && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_projection().call_reset(store)).is_ok()
+        {
+            return Ok(());
+        }
+        self.live = Some(self.loaded.instantiate()?);
+        Ok(())
+    }
+
+    /// Reads part of the read model: `pointer` is a JSON pointer (RFC 6901; `""` = all of it).
+    /// Absent parts read as `null`.
+    pub fn query(&mut self, pointer: &str) -> Result<Value, PluginError> {
+        let outcome = self.invoke(&Call::Query, |b, store| b.evfold_plugin_projection().call_query(store, pointer))?;
+        let text = self.guest_result(Call::Query, outcome)?;
+        self.loaded.accept_json(&Call::Query, &text)
+    }
+}
+
+impl DynProjection for PluginProjection {
+    fn name(&self) -> &str {
+        self.loaded.info.projection_name.as_deref().unwrap_or_default()
+    }
+
+    fn apply(&mut self, events: &[StoredEvent]) -> Result<(), Fault> {
+        self.try_apply(events).map_err(Fault::new)
+    }
+
+    fn snapshot(&mut self) -> Result<Value, Fault> {
+        self.try_snapshot().map_err(Fault::new)
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), Fault> {
+        self.try_restore(snapshot).map_err(Fault::new)
+    }
+
+    fn reset(&mut self) -> Result<(), Fault> {
+        self.try_reset().map_err(Fault::new)
+    }
+}
