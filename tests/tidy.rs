@@ -28,7 +28,18 @@ fn core_sources_do_no_io() {
     let mut files = vec![];
     rust_files(&repo_root().join("core/src"), &mut files);
     assert!(files.len() > 5, "core sources not found");
-    let forbidden = ["std::fs", "std::time", "std::thread", "std::net", "tokio", "SystemTime", "Instant::now", "thread_rng", "getrandom", "std::env"];
+    let forbidden = [
+        "std::fs",
+        "std::time",
+        "std::thread",
+        "std::net",
+        "tokio",
+        "SystemTime",
+        "Instant::now",
+        "thread_rng",
+        "getrandom",
+        "std::env",
+    ];
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         for word in forbidden {
