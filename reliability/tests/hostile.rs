@@ -104,6 +104,18 @@ async fn oversized_event_is_refused_with_a_typed_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_size_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        AggregateStore::builder(dir.path()).aggregate::<BankAccount>().max_event_bytes(1024).open().await.unwrap();
+    let account = store.get::<BankAccount>("a-0").await.unwrap();
+    let refused = account.execute(BankCommand::Open { owner: "o".repeat(2000) }, ctx()).await;
+    assert!(matches!(&refused, Err(ExecuteError::EventTooLarge { limit: 1024, .. })), "{refused:?}");
+    account.execute(BankCommand::Open { owner: "o".repeat(1000) }, ctx()).await.expect("under the limit");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_command_whose_event_is_small_is_accepted_and_stays_small() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
