@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use evfold_core::{
     AggregateConfig, AggregateFactory, AggregateInput, AggregateMachine, CommandContext, CommandError, CommandId,
-    Committed, ExpectedVersion, Io, IoErrorKind, IoResult, Notification, Output, Payload, StreamId,
+    Committed, ExpectedVersion, IdSeed, Io, IoErrorKind, IoResult, Notification, Output, Payload, StreamId,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +24,8 @@ pub enum AggMsg {
         context: CommandContext,
         /// Optimistic concurrency check.
         expected: ExpectedVersion,
+        /// Event-id entropy chosen by the caller (stable for re-dispatched commands); `None` = fresh.
+        ids: Option<IdSeed>,
         /// Where the result goes.
         reply: oneshot::Sender<Result<Committed, CommandError>>,
     },
@@ -101,9 +103,10 @@ impl Actor {
         self.next_id += 1;
         let id = CommandId(self.next_id);
         let input = match msg {
-            AggMsg::Command { command, context, expected, reply } => {
+            AggMsg::Command { command, context, expected, ids, reply } => {
                 self.waiters.insert(id, Waiter::Command(reply));
-                AggregateInput::Command { id, command, context, expected, ids: self.shared.fresh_seed() }
+                let ids = ids.unwrap_or_else(|| self.shared.fresh_seed());
+                AggregateInput::Command { id, command, context, expected, ids }
             }
             AggMsg::Query { reply } => {
                 self.waiters.insert(id, Waiter::Query(reply));

@@ -6,8 +6,8 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use evfold_core::{
-    CommandEnvelope, CommandError, ExpectedVersion, Fault, Io, IoError, IoErrorKind, IoResult, Notification, Output,
-    ProcessManagerMachine, ProjectionMachine, ReaderInput, Timestamp,
+    CommandEnvelope, CommandError, ExpectedVersion, Fault, IdSeed, Io, IoError, IoErrorKind, IoResult, Notification,
+    Output, ProcessManagerMachine, ProjectionMachine, ReaderInput, Timestamp,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -236,18 +236,38 @@ impl ReaderTask {
 
 async fn fulfil(shared: std::sync::Arc<Shared>, store: Weak<Inner>, request: Io) -> IoResult {
     match request {
-        Io::Dispatch { command, .. } => dispatch(store, command).await,
+        Io::Dispatch { dispatch_id, command } => dispatch(&shared, store, &dispatch_id, command).await,
         other => shared.backend.fulfil(other).await,
     }
 }
 
-async fn dispatch(store: Weak<Inner>, command: CommandEnvelope) -> IoResult {
+/// Delivers one process-manager command. Its event ids derive from the dispatch id, so a
+/// re-delivery (after a crash or a leader change, before the checkpoint moved) finds its first
+/// event already stored and is acknowledged without running the command again.
+async fn dispatch(shared: &Shared, store: Weak<Inner>, dispatch_id: &str, command: CommandEnvelope) -> IoResult {
     let Some(store) = store.upgrade() else {
         return IoResult::Failed(IoError::new(IoErrorKind::Unavailable, "store is shut down"));
     };
-    match Inner::execute_envelope(&store, &command, ExpectedVersion::Any).await {
+    let seed = seed_for(dispatch_id);
+    match shared.backend.event_exists(&seed.event_id(0)).await {
+        Ok(true) => return IoResult::Done,
+        Ok(false) => {}
+        Err(e) => return IoResult::Failed(IoError::new(IoErrorKind::Unavailable, e.to_string())),
+    }
+    match Inner::execute_envelope(&store, &command, ExpectedVersion::Any, Some(seed)).await {
         Ok(_) => IoResult::Done,
         Err(CommandError::Rejected(r)) => IoResult::Failed(IoError::new(IoErrorKind::Rejected, r.message)),
         Err(e) => IoResult::Failed(IoError::new(IoErrorKind::Unavailable, e.to_string())),
     }
+}
+
+/// Stable event-id entropy for a dispatch id (FNV-1a, the same in every process and build); the
+/// low 16 bits stay free for the event index.
+pub fn seed_for(dispatch_id: &str) -> IdSeed {
+    let fnv = |salt: u8| {
+        std::iter::once(salt)
+            .chain(dispatch_id.bytes())
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    };
+    IdSeed(((u128::from(fnv(1)) << 64) | u128::from(fnv(2))) & !0xffff)
 }

@@ -118,6 +118,14 @@ impl Backend {
         rows.iter().map(record_from_row).collect()
     }
 
+    /// Whether an event with this id is stored.
+    pub async fn event_exists(&self, id: &EventId) -> Result<bool, IoError> {
+        let client = get(&self.write).await?;
+        let statement =
+            client.prepare_cached("SELECT 1 FROM evfold.events WHERE event_id = $1").await.map_err(storage)?;
+        Ok(client.query_opt(&statement, &[&id.0]).await.map_err(storage)?.is_some())
+    }
+
     /// The stream's version (0 = no events).
     pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, IoError> {
         let client = get(&self.write).await?;

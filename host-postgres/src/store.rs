@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use evfold_core::{
     to_payload, Aggregate, AggregateConfig, AggregateFactory, CommandContext, CommandEnvelope, CommandError, Committed,
-    DeadLetter, DynProcessManager, DynProjection, EventRecord, ExpectedVersion, Fault, NewEvent, Position,
+    DeadLetter, DynProcessManager, DynProjection, EventRecord, ExpectedVersion, Fault, IdSeed, NewEvent, Position,
     ProcessManager, ProcessManagerMachine, Projection, ProjectionMachine, ReaderConfig, StoredEvent, StreamId,
     TypedAggregateFactory, TypedProcessManager, TypedProjection,
 };
@@ -226,7 +226,7 @@ impl PgStore {
         envelope: &CommandEnvelope,
         expected: ExpectedVersion,
     ) -> Result<Committed, CommandError> {
-        Inner::execute_envelope(&self.inner, envelope, expected).await
+        Inner::execute_envelope(&self.inner, envelope, expected, None).await
     }
 
     /// The typed state of one instance.
@@ -373,10 +373,11 @@ impl Inner {
         inner: &Arc<Inner>,
         envelope: &CommandEnvelope,
         expected: ExpectedVersion,
+        ids: Option<IdSeed>,
     ) -> Result<Committed, CommandError> {
         let (reply, rx) = oneshot::channel();
-        let msg =
-            AggMsg::Command { command: envelope.command.clone(), context: envelope.context.clone(), expected, reply };
+        let (command, context) = (envelope.command.clone(), envelope.context.clone());
+        let msg = AggMsg::Command { command, context, expected, ids, reply };
         inner.send(&envelope.target, msg)?;
         rx.await.unwrap_or_else(|_| Err(CommandError::Unavailable("aggregate actor stopped".into())))
     }

@@ -29,6 +29,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("migrations_reads_and_listing", scenarios::migrations_reads_and_listing),
     ("order_is_numeric_across_an_xid_digit_boundary", scenarios::order_is_numeric_across_an_xid_digit_boundary),
     ("process_manager_runs_on_one_instance", scenarios::process_manager_runs_on_one_instance),
+    ("redelivered_commands_are_not_applied_twice", scenarios::redelivered_commands_are_not_applied_twice),
 ];
 
 fn main() {
