@@ -3,7 +3,8 @@
 //! flight are queued in the machine, which group-commits them in the next append.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use evfold_core::{
     AggregateConfig, AggregateFactory, AggregateInput, AggregateMachine, CommandContext, CommandError, CommandId,
@@ -50,6 +51,21 @@ pub struct Actor {
     machine: Option<AggregateMachine>,
     waiters: HashMap<CommandId, Waiter>,
     next_id: u64,
+    idle: bool,
+}
+
+/// The live actors of one store, by stream.
+pub type Registry = Mutex<HashMap<StreamId, mpsc::UnboundedSender<AggMsg>>>;
+
+/// Leaves the registry if nothing is queued. Senders only send while holding the registry lock,
+/// so once the entry is gone under the lock, no message can be lost.
+fn evict(registry: &Registry, stream: &StreamId, rx: &mpsc::UnboundedReceiver<AggMsg>) -> bool {
+    let mut actors = registry.lock().unwrap_or_else(|e| e.into_inner());
+    if !rx.is_empty() {
+        return false;
+    }
+    actors.remove(stream);
+    true
 }
 
 impl Actor {
@@ -60,12 +76,27 @@ impl Actor {
         config: AggregateConfig,
         shared: Arc<Shared>,
     ) -> Self {
-        Actor { stream, factory, config, shared, machine: None, waiters: HashMap::new(), next_id: 0 }
+        Actor { stream, factory, config, shared, machine: None, waiters: HashMap::new(), next_id: 0, idle: false }
     }
 
-    /// Serves messages until every sender is gone.
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AggMsg>) {
-        while let Some(msg) = rx.recv().await {
+    /// Serves messages until every sender is gone, or until the machine reports it idle (then
+    /// it leaves the registry; the next command for the stream starts a fresh actor).
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AggMsg>, registry: Arc<Registry>) {
+        loop {
+            let msg = match self.idle_wait() {
+                None => rx.recv().await,
+                Some(wait) => match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        self.on_timeout(&mut rx).await;
+                        if self.idle && evict(&registry, &self.stream, &rx) {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let Some(msg) = msg else { return };
             if matches!(msg, AggMsg::Query { .. }) {
                 self.refresh().await;
             }
@@ -76,6 +107,20 @@ impl Actor {
                 self.machine = None;
             }
         }
+    }
+
+    /// How long until the machine wants its idle check, if it does.
+    fn idle_wait(&self) -> Option<Duration> {
+        let (at, _) = self.machine.as_ref()?.poll_timeout()?;
+        Some(Duration::from_millis(at.0.saturating_sub(self.shared.now().0)))
+    }
+
+    async fn on_timeout(&mut self, rx: &mut mpsc::UnboundedReceiver<AggMsg>) {
+        let now = self.shared.now();
+        if let Some(machine) = self.machine.as_mut() {
+            machine.handle(now, AggregateInput::Timeout);
+        }
+        self.drive(rx).await;
     }
 
     /// Another store instance may have appended since this machine loaded: a state query must
@@ -90,6 +135,7 @@ impl Actor {
     }
 
     fn feed(&mut self, msg: AggMsg) {
+        self.idle = false;
         if self.machine.is_none() {
             match self.factory.instantiate() {
                 Ok(aggregate) => {
@@ -148,6 +194,7 @@ impl Actor {
                 Output::Notify(Notification::Poisoned { what, reason }) => {
                     tracing::warn!(%what, %reason, "aggregate poisoned; it reloads on the next command")
                 }
+                Output::Notify(Notification::Idle { .. }) => self.idle = true,
                 Output::Notify(n) => tracing::trace!(?n, "aggregate"),
             }
         }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Config, NoTls};
 
-use crate::aggregate::{Actor, AggMsg};
+use crate::aggregate::{Actor, AggMsg, Registry};
 use crate::error::StoreError;
 use crate::reader::{Machine, ReaderMsg, ReaderTask};
 use crate::shared::{Shared, Stats};
@@ -40,7 +40,7 @@ pub struct Inner {
     shared: Arc<Shared>,
     factories: BTreeMap<String, Arc<dyn AggregateFactory>>,
     aggregate_config: AggregateConfig,
-    actors: Mutex<HashMap<StreamId, mpsc::UnboundedSender<AggMsg>>>,
+    actors: Arc<Registry>,
     readers: Vec<(String, bool, mpsc::Sender<ReaderMsg>)>,
 }
 
@@ -56,6 +56,7 @@ pub struct PgStoreBuilder {
     pool_size: usize,
     poll_interval: Duration,
     listen: bool,
+    idle_timeout: Option<Duration>,
 }
 
 impl PgStoreBuilder {
@@ -123,6 +124,13 @@ impl PgStoreBuilder {
         self
     }
 
+    /// Drop an aggregate's actor (and its folded state) after this long without commands;
+    /// `None` keeps every actor for the store's life. Default 5 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
     /// Whether to hold a LISTEN connection for wake-ups from other processes (default true).
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = listen;
@@ -155,11 +163,12 @@ impl PgStoreBuilder {
             receivers.push((machine, rx));
         }
         let _ = shared.readers.set(readers.iter().map(|(_, _, tx)| tx.clone()).collect());
+        let idle_timeout_ms = self.idle_timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let inner = Arc::new(Inner {
             shared: shared.clone(),
             factories: self.factories,
-            aggregate_config: self.aggregate_config,
-            actors: Mutex::new(HashMap::new()),
+            aggregate_config: AggregateConfig { idle_timeout_ms, ..self.aggregate_config },
+            actors: Arc::new(Mutex::new(HashMap::new())),
             readers,
         });
         for (machine, rx) in receivers {
@@ -189,6 +198,7 @@ impl PgStore {
             pool_size: 16,
             poll_interval: Duration::from_millis(500),
             listen: true,
+            idle_timeout: Some(Duration::from_secs(300)),
         }
     }
 
@@ -343,6 +353,11 @@ impl PgStore {
         self.backend().dead_letters(reader).await.map_err(io_error)
     }
 
+    /// How many aggregate actors are live (idle ones are evicted after the idle timeout).
+    pub fn live_aggregates(&self) -> usize {
+        self.inner.actors.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Counters of this store instance.
     pub fn stats(&self) -> Stats {
         self.inner.shared.stats()
@@ -392,7 +407,7 @@ impl Inner {
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let actor = Actor::new(stream.clone(), factory.clone(), self.aggregate_config.clone(), self.shared.clone());
-        tokio::spawn(actor.run(rx));
+        tokio::spawn(actor.run(rx, self.actors.clone()));
         let sent = tx.send(msg).map_err(|_| CommandError::Unavailable("aggregate actor stopped".into()));
         actors.insert(stream.clone(), tx);
         sent

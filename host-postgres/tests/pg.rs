@@ -30,6 +30,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("order_is_numeric_across_an_xid_digit_boundary", scenarios::order_is_numeric_across_an_xid_digit_boundary),
     ("process_manager_runs_on_one_instance", scenarios::process_manager_runs_on_one_instance),
     ("redelivered_commands_are_not_applied_twice", scenarios::redelivered_commands_are_not_applied_twice),
+    ("idle_actors_are_evicted_without_losing_commands", scenarios::idle_actors_are_evicted_without_losing_commands),
 ];
 
 fn main() {

@@ -634,3 +634,36 @@ pub fn redelivered_commands_are_not_applied_twice(_: &mut TempCluster, db: &str)
         assert_eq!(second.read_events(&stream("bank-account", "to")).await.unwrap().len(), 4);
     });
 }
+
+/// Actors are evicted after the idle timeout and respawned transparently: commands sent around
+/// the timeout all succeed and nothing is lost.
+pub fn idle_actors_are_evicted_without_losing_commands(_: &mut TempCluster, db: &str) {
+    block_on(async {
+        let store = PgStore::builder(db)
+            .aggregate::<Counter>()
+            .idle_timeout(Some(Duration::from_millis(30)))
+            .connect()
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for id in ["i0", "i1", "i2"] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for k in 0..40u64 {
+                    store.execute::<Counter>(id, CounterCommand::Increment, ctx()).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis((k * 7) % 60)).await;
+                    // around the 30 ms timeout
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(store.live_aggregates(), 0, "idle actors were evicted");
+        for id in ["i0", "i1", "i2"] {
+            assert_eq!(store.state::<Counter>(id).await.unwrap().value, 40, "{id}");
+        }
+        assert_eq!(store.live_aggregates(), 3, "a state query respawns the actor");
+    });
+}
