@@ -320,6 +320,17 @@ impl Actor {
             },
             Err(e) => return storage_failure(e.to_string()),
         };
+        if let Some(tail) = self.tail_after(snapshot.seq) {
+            self.log = LogState {
+                path: self.log.path.clone(),
+                file: None,
+                len: tail.len(),
+                version: tail.version(),
+                loaded: true,
+            };
+            self.preloaded = Some(tail);
+            return IoResult::Snapshot(Some(snapshot));
+        }
         let Ok(version) = self.load_log() else { return IoResult::Snapshot(None) };
         if snapshot.seq > version {
             tracing::warn!(snapshot_seq = snapshot.seq, version, "snapshot is ahead of the log; folding from the log");
@@ -340,6 +351,14 @@ impl Actor {
         }
     }
 
+    /// With a snapshot at `seq`: reads only the log's lines after it, when this process knows
+    /// the log's length and version (it scanned it at open or wrote it since) and the file
+    /// still has that length.
+    fn tail_after(&mut self, seq: u64) -> Option<log::Headers> {
+        let (len, version) = self.inner.ledger.log(&self.stream)?;
+        log::load_tail(&self.log.path, len, version, seq)
+    }
+
     /// (Re)reads the log from disk (CRC-checking every line, recovering a torn tail), sets
     /// length and version, and keeps the bytes for the `ReadStream` that follows.
     fn load_log(&mut self) -> Result<u64, StoreError> {
@@ -350,6 +369,7 @@ impl Actor {
         self.log.len = headers.len();
         self.log.version = headers.version();
         self.log.loaded = true;
+        self.inner.ledger.set_log(&self.stream, headers.len(), headers.version());
         let version = headers.version();
         self.preloaded = Some(headers);
         Ok(version)
@@ -457,7 +477,11 @@ impl Actor {
         self.log.file = None;
         self.log.loaded = false;
         let present: HashSet<u64> = match log::load_headers(&self.log.path, TornTail::Quarantine) {
-            Ok(headers) => headers.unwrap_or_default().lines.iter().map(|l| l.pos).collect(),
+            Ok(headers) => {
+                let headers = headers.unwrap_or_default();
+                self.inner.ledger.set_log(&self.stream, headers.len(), headers.version());
+                headers.lines.iter().map(|l| l.pos).collect()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot re-read the log after a failure; its unsynced positions become holes");
                 HashSet::new()

@@ -63,6 +63,8 @@ struct State {
     open: BTreeMap<u64, (u64, bool)>,
     watermark: u64,
     ids: HashSet<u128>,
+    /// Length and version of every log as this process last saw or wrote it.
+    logs: std::collections::HashMap<StreamId, (u64, u64)>,
 }
 
 /// See the module doc. Shared by every actor and reader of one store.
@@ -79,7 +81,11 @@ impl Ledger {
     /// (read-only inspection of a store another process writes), the watermark stops at the
     /// first missing position; otherwise missing positions are holes that will never be filled
     /// (the writer that held them died before they were durable).
-    pub fn rebuild(mut found: Vec<Found>, contiguous_only: bool) -> Result<Ledger, DuplicatePos> {
+    pub fn rebuild(
+        mut found: Vec<Found>,
+        logs: Vec<(StreamId, u64, u64)>,
+        contiguous_only: bool,
+    ) -> Result<Ledger, DuplicatePos> {
         found.sort_by_key(|f| f.0);
         let max = found.last().map_or(0, |f| f.0);
         let mut index: Vec<Option<Entry>> = vec![None; max as usize];
@@ -93,7 +99,8 @@ impl Ledger {
             ids.insert(id_key(&id));
         }
         let watermark = if contiguous_only { index.iter().take_while(|e| e.is_some()).count() as u64 } else { max };
-        let state = State { next_pos: max + 1, index, open: BTreeMap::new(), watermark, ids };
+        let logs = logs.into_iter().map(|(stream, len, version)| (stream, (len, version))).collect();
+        let state = State { next_pos: max + 1, index, open: BTreeMap::new(), watermark, ids, logs };
         Ok(Ledger { state: Mutex::new(state), watchers: Mutex::new(Vec::new()) })
     }
 
@@ -129,6 +136,8 @@ impl Ledger {
         }
         let last = first + records.len() as u64 - 1;
         state.next_pos = last + 1;
+        let log = (base_offset + bytes.len() as u64, next_seq - 1 + records.len() as u64);
+        state.logs.insert((**stream).clone(), log);
         state.open.insert(first, (last, false));
         Ok(Allocated { records, bytes, range: PosRange { first, last } })
     }
@@ -177,6 +186,16 @@ impl Ledger {
         for id in ids {
             state.ids.remove(&id_key(id));
         }
+    }
+
+    /// Records a log's length and version as just read from disk.
+    pub fn set_log(&self, stream: &StreamId, len: u64, version: u64) {
+        self.state.lock().expect("ledger lock").logs.insert(stream.clone(), (len, version));
+    }
+
+    /// A log's length and version as this process last saw or wrote it.
+    pub fn log(&self, stream: &StreamId) -> Option<(u64, u64)> {
+        self.state.lock().expect("ledger lock").logs.get(stream).copied()
     }
 
     /// Every position at or below it is settled.

@@ -83,8 +83,12 @@ pub struct LineInfo {
 /// A log's bytes and the headers of its valid lines (CRC-checked, `seq`-checked).
 #[derive(Debug, Default)]
 pub struct Headers {
-    /// The file's bytes after recovery.
+    /// The file's bytes after recovery (from `base` on).
     pub bytes: Vec<u8>,
+    /// File offset of `bytes[0]` (0 unless only a tail was read).
+    pub base: u64,
+    /// Version before the first line held (0 unless only a tail was read).
+    pub before_seq: u64,
     /// One per valid line.
     pub lines: Vec<LineInfo>,
 }
@@ -92,12 +96,12 @@ pub struct Headers {
 impl Headers {
     /// Length of the valid log.
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.base + self.bytes.len() as u64
     }
 
-    /// Number of events (the stream version).
+    /// The stream version.
     pub fn version(&self) -> u64 {
-        self.lines.len() as u64
+        self.before_seq + self.lines.len() as u64
     }
 
     /// Fully decodes the records with `seq > after_seq`.
@@ -106,7 +110,8 @@ impl Headers {
         self.lines[start..]
             .iter()
             .map(|l| {
-                let line = &self.bytes[l.offset as usize..(l.offset + l.len) as usize];
+                let start = (l.offset - self.base) as usize;
+                let line = &self.bytes[start..start + l.len as usize];
                 decode_line(line).map_err(|e| StoreError::Corrupt {
                     path: path.to_owned(),
                     line: l.seq,
@@ -123,8 +128,8 @@ impl Headers {
 /// Any anomaly falls back to the core's scanner, so torn/corrupt classification is identical.
 pub fn load_headers(path: &Path, torn: TornTail) -> Result<Option<Headers>, StoreError> {
     let Some(mut bytes) = fsio::read_optional(path)? else { return Ok(None) };
-    if let Some(lines) = fast_headers(&bytes) {
-        return Ok(Some(Headers { bytes, lines }));
+    if let Some(lines) = fast_headers(&bytes, 0, 0) {
+        return Ok(Some(Headers { bytes, base: 0, before_seq: 0, lines }));
     }
     let Some(loaded) = load(path, torn)? else { return Ok(None) };
     bytes.truncate(loaded.len as usize);
@@ -138,7 +143,55 @@ pub fn load_headers(path: &Path, torn: TornTail) -> Result<Option<Headers>, Stor
             LineInfo { seq: r.seq, pos: r.pos, offset: *offset, len: end - offset - 1, id: r.id }
         })
         .collect();
-    Ok(Some(Headers { bytes, lines }))
+    Ok(Some(Headers { bytes, base: 0, before_seq: 0, lines }))
+}
+
+/// Reads only the lines after `after_seq` of a clean log known (from this process's own scan
+/// or writes) to be `len` bytes and `version` events long, scanning backwards from the end.
+/// `None` if the file does not look exactly like that (the caller then loads it whole).
+pub fn load_tail(path: &Path, len: u64, version: u64, after_seq: u64) -> Option<Headers> {
+    use std::os::unix::fs::FileExt;
+    let need = version.checked_sub(after_seq)?;
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() != len {
+        return None;
+    }
+    // Read backwards until the buffer holds more than `need` newlines (or the whole file).
+    let mut tail: Vec<u8> = Vec::new();
+    let (mut start, mut newlines) = (len, 0u64);
+    while newlines <= need && start > 0 {
+        let chunk = start.min(64 * 1024);
+        let mut buf = vec![0u8; chunk as usize];
+        file.read_exact_at(&mut buf, start - chunk).ok()?;
+        start -= chunk;
+        newlines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        buf.extend_from_slice(&tail);
+        tail = buf;
+    }
+    let tail = last_lines(tail, need)?;
+    let base = len - tail.len() as u64;
+    let lines = fast_headers(&tail, base, after_seq)?;
+    (lines.len() as u64 == need).then_some(Headers { bytes: tail, base, before_seq: after_seq, lines })
+}
+
+/// The last `need` lines of `bytes` (which holds more than that many, or the whole file).
+fn last_lines(bytes: Vec<u8>, need: u64) -> Option<Vec<u8>> {
+    if need == 0 {
+        return Some(Vec::new());
+    }
+    let body = bytes.strip_suffix(b"\n")?;
+    let mut seen = 0u64;
+    let mut from = 0usize;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == need {
+                from = i + 1;
+                break;
+            }
+        }
+    }
+    Some(bytes[from..].to_vec())
 }
 
 /// Slice-by-16 tables: the open-time scan CRC-checks every byte of every log.
@@ -147,17 +200,17 @@ const CRC_KEY: &[u8] = b",\"crc\":\"";
 const CRC_SUFFIX_LEN: usize = CRC_KEY.len() + 8 + 2;
 
 /// Headers of a log whose every line is complete and valid; `None` on anything else.
-fn fast_headers(bytes: &[u8]) -> Option<Vec<LineInfo>> {
+fn fast_headers(bytes: &[u8], base: u64, before_seq: u64) -> Option<Vec<LineInfo>> {
     let mut lines = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let nl = bytes[at..].iter().position(|b| *b == b'\n')?;
         let line = &bytes[at..at + nl];
         let (seq, pos, id) = header(line)?;
-        if seq != lines.len() as u64 + 1 {
+        if seq != before_seq + lines.len() as u64 + 1 {
             return None;
         }
-        lines.push(LineInfo { seq, pos, offset: at as u64, len: nl as u64, id });
+        lines.push(LineInfo { seq, pos, offset: base + at as u64, len: nl as u64, id });
         at += nl + 1;
     }
     Some(lines)
@@ -233,21 +286,49 @@ mod tests {
             assert_eq!((line.seq, line.pos, &line.id, line.offset), (record.seq, record.pos, &record.id, *offset));
         }
         assert_eq!(headers.records_after(&path, 3).unwrap(), full.records[3..]);
-        assert!(fast_headers(&bytes).is_none(), "escaped ids take the fallback path");
+        assert!(fast_headers(&bytes, 0, 0).is_none(), "escaped ids take the fallback path");
         let plain = encode_record(&record(1, "plain"));
-        assert_eq!(fast_headers(&plain).unwrap()[0].id, EventId("plain".into()));
+        assert_eq!(fast_headers(&plain, 0, 0).unwrap()[0].id, EventId("plain".into()));
+    }
+
+    #[test]
+    fn tails_match_the_full_scan() {
+        let bytes: Vec<u8> = (1..=40).flat_map(|seq| encode_record(&record(seq, &format!("id-{seq}")))).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let full = load_headers(&path, TornTail::Ignore).unwrap().unwrap();
+        let len = bytes.len() as u64;
+        for after in [0, 1, 17, 39, 40] {
+            let tail = load_tail(&path, len, 40, after).unwrap();
+            assert_eq!(tail.lines, full.lines[after as usize..], "after {after}");
+            assert_eq!((tail.len(), tail.version()), (len, 40));
+            assert_eq!(tail.records_after(&path, after).unwrap(), full.records_after(&path, after).unwrap());
+        }
+        assert!(load_tail(&path, len - 1, 40, 10).is_none(), "length changed");
+        assert!(load_tail(&path, len, 41, 10).is_none(), "version does not match the lines");
+        assert!(load_tail(&path, len, 40, 41).is_none(), "snapshot ahead of the log");
+
+        let many: Vec<u8> = (1..=1500).flat_map(|seq| encode_record(&record(seq, "x"))).collect();
+        assert!(many.len() > 3 * 64 * 1024, "spans several backward reads");
+        std::fs::write(&path, &many).unwrap();
+        let full = load_headers(&path, TornTail::Ignore).unwrap().unwrap();
+        for after in [0, 3, 700, 1499] {
+            let tail = load_tail(&path, many.len() as u64, 1500, after).unwrap();
+            assert_eq!(tail.lines, full.lines[after as usize..], "after {after}");
+        }
     }
 
     #[test]
     fn fast_headers_refuse_what_the_core_refuses() {
         let mut line = encode_record(&record(1, "a"));
-        assert!(fast_headers(&line).is_some());
+        assert!(fast_headers(&line, 0, 0).is_some());
         line[12] ^= 1;
-        assert!(fast_headers(&line).is_none(), "CRC mismatch");
+        assert!(fast_headers(&line, 0, 0).is_none(), "CRC mismatch");
         let torn = &encode_record(&record(1, "a"))[..20];
-        assert!(fast_headers(torn).is_none(), "no newline");
+        assert!(fast_headers(torn, 0, 0).is_none(), "no newline");
         let mut two = encode_record(&record(1, "a"));
         two.extend(encode_record(&record(3, "b")));
-        assert!(fast_headers(&two).is_none(), "seq gap");
+        assert!(fast_headers(&two, 0, 0).is_none(), "seq gap");
     }
 }

@@ -465,15 +465,17 @@ pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger
     let _span = tracing::debug_span!("scan_store").entered();
     let torn = if read_only { TornTail::Ignore } else { TornTail::Quarantine };
     let mut found: Vec<Found> = Vec::new();
+    let mut logs = Vec::new();
     for stream in layout::list_streams(layout, None)? {
         let path = layout.events_file(&stream);
         let Some(headers) = log::load_headers(&path, torn)? else { continue };
+        logs.push((stream.clone(), headers.len(), headers.version()));
         let stream = Arc::new(stream);
         for line in headers.lines {
             found.push((line.pos, stream.clone(), line.offset, line.id));
         }
     }
-    Ledger::rebuild(found, read_only).map_err(|dup| StoreError::Corrupt {
+    Ledger::rebuild(found, logs, read_only).map_err(|dup| StoreError::Corrupt {
         path: layout.streams_dir(),
         line: 0,
         offset: 0,
