@@ -54,7 +54,9 @@ pub struct DeadLetter {
 }
 
 /// One IO request. Every request is answered by exactly one [`IoResult`] with the same [`IoId`].
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable so journals can record it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "io", rename_all = "snake_case")]
 pub enum Io {
     /// Load the latest snapshot of a stream → `IoResult::Snapshot`.
     ReadSnapshot {
@@ -129,7 +131,8 @@ pub enum Io {
 }
 
 /// The result of one [`Io`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "data", rename_all = "snake_case")]
 pub enum IoResult {
     /// A write, sync or dispatch succeeded.
     Done,
@@ -241,7 +244,8 @@ pub enum CommandError {
 }
 
 /// Something a host may want to know; never needs an answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "notify", rename_all = "snake_case")]
 pub enum Notification {
     /// The aggregate finished loading at this version.
     Loaded {

@@ -25,15 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
-use crate::domain::{CommandEnvelope, DynAggregate, DynProcessManager, DynProjection};
-use crate::io::{
-    Checkpoint, CommandError, CommandId, Committed, DeadLetter, Io, IoError, IoId, IoResult, Notification, Output,
-    Snapshot,
-};
+use crate::domain::{DynAggregate, DynProcessManager, DynProjection};
+use crate::io::{CommandError, CommandId, Committed, Io, IoId, IoResult, Notification, Output};
 use crate::reader::{ProcessManagerMachine, ProjectionMachine, ReaderConfig, ReaderInput};
-use crate::types::{
-    CommandContext, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, Position, StoredEvent, StreamId, Timestamp,
-};
+use crate::types::{CommandContext, ExpectedVersion, IdSeed, Payload, StreamId, Timestamp};
 
 /// Version of the journal line format written in every header.
 pub const JOURNAL_FORMAT: u32 = 1;
@@ -238,7 +233,7 @@ pub enum InputRecord {
         /// The request's id.
         io: u64,
         /// Its result.
-        result: ResultRecord,
+        result: IoResult,
     },
     /// A timeout (either machine kind).
     Timeout,
@@ -268,125 +263,6 @@ mod hex_u128 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
         let text = String::deserialize(d)?;
         u128::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Serializable form of [`IoResult`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", content = "data", rename_all = "snake_case")]
-pub enum ResultRecord {
-    /// [`IoResult::Done`].
-    Done,
-    /// [`IoResult::Snapshot`].
-    Snapshot(Option<Snapshot>),
-    /// [`IoResult::Stream`].
-    Stream(Vec<EventRecord>),
-    /// [`IoResult::Appended`].
-    Appended(Vec<EventRecord>),
-    /// [`IoResult::Checkpoint`].
-    Checkpoint(Option<Checkpoint>),
-    /// [`IoResult::Batch`].
-    Batch {
-        /// The events.
-        events: Vec<StoredEvent>,
-        /// Where to read next.
-        next: Position,
-    },
-    /// [`IoResult::Failed`].
-    Failed(IoError),
-}
-
-impl From<&IoResult> for ResultRecord {
-    fn from(r: &IoResult) -> Self {
-        match r.clone() {
-            IoResult::Done => ResultRecord::Done,
-            IoResult::Snapshot(s) => ResultRecord::Snapshot(s),
-            IoResult::Stream(r) => ResultRecord::Stream(r),
-            IoResult::Appended(r) => ResultRecord::Appended(r),
-            IoResult::Checkpoint(c) => ResultRecord::Checkpoint(c),
-            IoResult::Batch { events, next } => ResultRecord::Batch { events, next },
-            IoResult::Failed(e) => ResultRecord::Failed(e),
-        }
-    }
-}
-
-impl From<ResultRecord> for IoResult {
-    fn from(r: ResultRecord) -> Self {
-        match r {
-            ResultRecord::Done => IoResult::Done,
-            ResultRecord::Snapshot(s) => IoResult::Snapshot(s),
-            ResultRecord::Stream(r) => IoResult::Stream(r),
-            ResultRecord::Appended(r) => IoResult::Appended(r),
-            ResultRecord::Checkpoint(c) => IoResult::Checkpoint(c),
-            ResultRecord::Batch { events, next } => IoResult::Batch { events, next },
-            ResultRecord::Failed(e) => IoResult::Failed(e),
-        }
-    }
-}
-
-/// Serializable form of [`Io`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "io", rename_all = "snake_case")]
-#[allow(missing_docs)] // each variant mirrors the `Io` variant of the same name, field for field
-pub enum IoRecord {
-    ReadSnapshot { stream: StreamId },
-    ReadStream { stream: StreamId, after_seq: u64 },
-    Append { stream: StreamId, expected_seq: u64, events: Vec<NewEvent> },
-    Sync { stream: StreamId },
-    WriteSnapshot { stream: StreamId, snapshot: Snapshot },
-    ReadCheckpoint { reader: String },
-    ReadAll { after: Position, max_events: usize },
-    WriteCheckpoint { reader: String, checkpoint: Checkpoint },
-    Dispatch { dispatch_id: String, command: CommandEnvelope },
-    WriteDeadLetter { reader: String, letter: DeadLetter },
-}
-
-impl From<&Io> for IoRecord {
-    fn from(io: &Io) -> Self {
-        match io.clone() {
-            Io::ReadSnapshot { stream } => IoRecord::ReadSnapshot { stream },
-            Io::ReadStream { stream, after_seq } => IoRecord::ReadStream { stream, after_seq },
-            Io::Append { stream, expected_seq, events } => IoRecord::Append { stream, expected_seq, events },
-            Io::Sync { stream } => IoRecord::Sync { stream },
-            Io::WriteSnapshot { stream, snapshot } => IoRecord::WriteSnapshot { stream, snapshot },
-            Io::ReadCheckpoint { reader } => IoRecord::ReadCheckpoint { reader },
-            Io::ReadAll { after, max_events } => IoRecord::ReadAll { after, max_events },
-            Io::WriteCheckpoint { reader, checkpoint } => IoRecord::WriteCheckpoint { reader, checkpoint },
-            Io::Dispatch { dispatch_id, command } => IoRecord::Dispatch { dispatch_id, command },
-            Io::WriteDeadLetter { reader, letter } => IoRecord::WriteDeadLetter { reader, letter },
-        }
-    }
-}
-
-/// Serializable form of [`Notification`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "notify", rename_all = "snake_case")]
-#[allow(missing_docs)] // each variant mirrors the `Notification` variant of the same name
-pub enum NotificationRecord {
-    Loaded { stream: StreamId, version: u64 },
-    Idle { stream: StreamId },
-    Poisoned { what: String, reason: String },
-    SnapshotFailed { stream: StreamId, reason: String },
-    CheckpointSaved { reader: String, position: Position },
-    CaughtUp { reader: String },
-    DeadLettered { reader: String, dispatch_id: String },
-}
-
-impl From<&Notification> for NotificationRecord {
-    fn from(n: &Notification) -> Self {
-        match n.clone() {
-            Notification::Loaded { stream, version } => NotificationRecord::Loaded { stream, version },
-            Notification::Idle { stream } => NotificationRecord::Idle { stream },
-            Notification::Poisoned { what, reason } => NotificationRecord::Poisoned { what, reason },
-            Notification::SnapshotFailed { stream, reason } => NotificationRecord::SnapshotFailed { stream, reason },
-            Notification::CheckpointSaved { reader, position } => {
-                NotificationRecord::CheckpointSaved { reader, position }
-            }
-            Notification::CaughtUp { reader } => NotificationRecord::CaughtUp { reader },
-            Notification::DeadLettered { reader, dispatch_id } => {
-                NotificationRecord::DeadLettered { reader, dispatch_id }
-            }
-        }
     }
 }
 
@@ -424,7 +300,7 @@ pub enum OutputRecord {
         /// Request id.
         io: u64,
         /// The request.
-        request: IoRecord,
+        request: Io,
     },
     /// [`Output::Reply`].
     Reply {
@@ -443,21 +319,21 @@ pub enum OutputRecord {
     /// [`Output::Notify`].
     Notify {
         /// The notification.
-        notification: NotificationRecord,
+        notification: Notification,
     },
 }
 
 impl From<&Output> for OutputRecord {
     fn from(o: &Output) -> Self {
         match o {
-            Output::Io { io, request } => OutputRecord::Io { io: io.0, request: request.into() },
+            Output::Io { io, request } => OutputRecord::Io { io: io.0, request: request.clone() },
             Output::Reply { id, result } => {
                 OutputRecord::Reply { id: id.0, result: result.clone().map_err(|e| (&e).into()) }
             }
             Output::State { id, result } => {
                 OutputRecord::State { id: id.0, result: result.clone().map_err(|e| (&e).into()) }
             }
-            Output::Notify(n) => OutputRecord::Notify { notification: n.into() },
+            Output::Notify(n) => OutputRecord::Notify { notification: n.clone() },
         }
     }
 }
@@ -558,7 +434,7 @@ impl Machine for AggregateMachine {
                 ids: ids.0,
             },
             AggregateInput::Query { id } => InputRecord::Query { id: id.0 },
-            AggregateInput::Completed { io, result } => InputRecord::Completed { io: io.0, result: result.into() },
+            AggregateInput::Completed { io, result } => InputRecord::Completed { io: io.0, result: result.clone() },
             AggregateInput::Timeout => InputRecord::Timeout,
         }
     }
@@ -568,7 +444,7 @@ impl Machine for AggregateMachine {
                 AggregateInput::Command { id: CommandId(id), command, context, expected, ids: IdSeed(ids) }
             }
             InputRecord::Query { id } => AggregateInput::Query { id: CommandId(id) },
-            InputRecord::Completed { io, result } => AggregateInput::Completed { io: IoId(io), result: result.into() },
+            InputRecord::Completed { io, result } => AggregateInput::Completed { io: IoId(io), result: result.clone() },
             InputRecord::Timeout => AggregateInput::Timeout,
             InputRecord::Wake | InputRecord::Rebuild => return None,
         })
@@ -579,7 +455,7 @@ fn record_reader(input: &ReaderInput) -> InputRecord {
     match input {
         ReaderInput::Wake => InputRecord::Wake,
         ReaderInput::Rebuild => InputRecord::Rebuild,
-        ReaderInput::Completed { io, result } => InputRecord::Completed { io: io.0, result: result.into() },
+        ReaderInput::Completed { io, result } => InputRecord::Completed { io: io.0, result: result.clone() },
         ReaderInput::Timeout => InputRecord::Timeout,
     }
 }
@@ -588,7 +464,7 @@ fn unrecord_reader(record: &InputRecord) -> Option<ReaderInput> {
     Some(match record.clone() {
         InputRecord::Wake => ReaderInput::Wake,
         InputRecord::Rebuild => ReaderInput::Rebuild,
-        InputRecord::Completed { io, result } => ReaderInput::Completed { io: IoId(io), result: result.into() },
+        InputRecord::Completed { io, result } => ReaderInput::Completed { io: IoId(io), result: result.clone() },
         InputRecord::Timeout => ReaderInput::Timeout,
         InputRecord::Command { .. } | InputRecord::Query { .. } => return None,
     })

@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use crate::aggregate_machine::{AggregateConfig, AggregateMachine};
 use crate::domain::{AggregateFactory, Decision, DynAggregate, DynProcessManager, DynProjection, Fault};
-use crate::journal::{InputRecord, Journal, JournalError, Machine, MachineSpec, OutputRecord, ResultRecord};
+use crate::io::IoResult;
+use crate::journal::{InputRecord, Journal, JournalError, Machine, MachineSpec, OutputRecord};
 use crate::reader::{ProcessManagerMachine, ProjectionMachine, ReaderConfig};
 use crate::types::{EventRecord, Payload, StreamId};
 
@@ -319,7 +320,7 @@ pub fn compare_journal(
     drive(machine, journal, |index| {
         let mut log = lock(&log);
         log.entry = Some(index);
-        if let InputRecord::Completed { result: ResultRecord::Snapshot(Some(s)), .. } = &journal.entries[index].input {
+        if let InputRecord::Completed { result: IoResult::Snapshot(Some(s)), .. } = &journal.entries[index].input {
             log.restore_seq = Some(s.seq);
         }
     })?;
