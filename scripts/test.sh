@@ -5,8 +5,11 @@
 #   scripts/test.sh            # everything
 #   SIM_SEEDS=100000 scripts/test.sh   # a longer simulator soak
 #
-# Steps: build the plugins from source -> host test suite (nextest if installed, else cargo test)
-# -> doctests -> the core's test suite again on wasm32-wasip1 under evfold-wasi-run.
+# Steps: build the plugins from source -> host test suite (nextest if installed, else cargo test;
+# includes the simulator's 10,000 seeds, the 50-round kill test, the load test, plugin
+# conformance and the PostgreSQL suite, which installs and starts its own server) -> doctests ->
+# the core's test suite again on wasm32-wasip1 under evfold-wasi-run -> the kill/load figures
+# -> a short fuzz run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -30,5 +33,11 @@ step "core test suite on wasm32-wasip1"
 cargo build -q -p evfold-wasi --bin evfold-wasi-run
 export CARGO_TARGET_WASM32_WASIP1_RUNNER="$root/target/debug/evfold-wasi-run"
 CARGO_TARGET_DIR="$root/target/wasm" scripts/wasm-cargo test -p evfold-core --target wasm32-wasip1 --lib
+
+step "kill test and load test figures (SIGKILL rounds, throughput, p50/p99)"
+cargo test -q -p evfold-reliability --test kill --test load -- --nocapture 2>&1 | grep -E "acknowledged|lost|p50|p99|rounds" || true
+
+step "fuzz smoke run (cargo-fuzz, ${FUZZ_SECS:=10} s per target)"
+FUZZ_SECS=$FUZZ_SECS scripts/fuzz-smoke.sh
 
 step "all tests passed"
