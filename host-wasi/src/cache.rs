@@ -78,13 +78,16 @@ impl ArtifactCache {
 /// Loads a compiled artifact this cache wrote.
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize_file` trusts the file to be native code wasmtime produced. The file is
+    // SAFETY: `deserialize` trusts the file to be native code wasmtime produced. The file is
     // named by the content hash of the plugin and the engine's compatibility hash, and was written
     // by `store_artifact` (temp file + rename) into the host's private cache directory; wasmtime
     // itself still checks the header, version and engine compatibility and refuses a mismatch.
     // The cache directory must not be writable by anyone the host does not trust (documented on
     // `EngineOptions::cache_dir`).
-    unsafe { Component::deserialize_file(engine, path) }
+    // The file is read into memory rather than mapped: a mapped file truncated by someone else
+    // while in use would crash the process with SIGBUS.
+    let bytes = std::fs::read(path)?;
+    unsafe { Component::deserialize(engine, bytes) }
 }
 
 /// Writes a compiled artifact atomically (temp file + rename).

@@ -187,8 +187,12 @@ impl PluginEngine {
             return Err(PluginError::WrongKind { plugin, expected: expected.as_str(), found: kind.as_str() });
         }
         for (import, _) in ty.imports(engine) {
-            let host_ok = import.strip_prefix(ABI_PREFIX).and_then(|rest| rest.strip_prefix("host@"));
-            if !host_ok.is_some_and(|v| v.starts_with(COMPATIBLE_VERSION_PREFIX)) {
+            let granted = import.strip_prefix(ABI_PREFIX).and_then(|rest| rest.split_once('@')).is_some_and(
+                |(interface, version)| {
+                    matches!(interface, "host" | "types") && version.starts_with(COMPATIBLE_VERSION_PREFIX)
+                },
+            );
+            if !granted {
                 return Err(PluginError::ForbiddenImport { plugin: plugin.to_owned(), import: import.to_owned() });
             }
         }

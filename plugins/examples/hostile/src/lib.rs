@@ -28,13 +28,14 @@ fn event(type_name: &str, data: String) -> Result<Decision, String> {
     Ok(Decision::Accepted(vec![Payload { type_name: type_name.to_owned(), data }]))
 }
 
-/// A JSON string literal of `len` bytes plus quotes, allocated once (no doubling growth).
+/// A JSON string literal of `len` bytes plus quotes, filled in bulk (cheap in fuel, so the
+/// host's output cap is what stops it).
 fn huge_string(len: usize) -> String {
-    let mut text = String::with_capacity(len + 2);
-    text.push('"');
-    text.extend(std::iter::repeat_n('x', len));
-    text.push('"');
-    text
+    let mut bytes = vec![b'x'; len + 2];
+    bytes[0] = b'"';
+    bytes[len + 1] = b'"';
+    // SAFETY: every byte is ASCII.
+    unsafe { String::from_utf8_unchecked(bytes) }
 }
 
 fn spin() -> ! {
@@ -47,15 +48,17 @@ fn spin() -> ! {
 fn bomb() -> ! {
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
-        hoard.push(black_box(vec![7u8; 1 << 20]));
+        // Reserve without touching: costs little fuel, so the memory cap is what stops it.
+        hoard.push(black_box(Vec::with_capacity(1 << 20)));
         black_box(&hoard);
     }
 }
 
+/// Recursion that only uses wasm locals (no frame data in the shadow stack in linear memory),
+/// so it exhausts the engine's wasm stack: the host must report a stack overflow.
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 16]);
-    recurse(black_box(depth + 1)) + frame[depth as usize % 16]
+    black_box(recurse(black_box(depth + 1))) + 1
 }
 
 impl Guest for Hostile {

@@ -1,0 +1,115 @@
+//! Conformance against the real JSONL store (`evfold-native`): the native typed bank account and
+//! its plugin build, driven through two stores with the same clock and id seeds, write
+//! byte-identical `events.jsonl` files and equal projections; the hostile plugin's failures stay
+//! typed inside the native store while its healthy aggregates keep serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use evfold_core::examples::{Balances, BankAccount, BankCommand};
+use evfold_core::{to_payload, CommandContext, ExpectedVersion, Payload};
+use evfold_native::{counting_id_seeds, AggregateStore, AggregateStoreBuilder, ExecuteError, ManualClock};
+use evfold_wasi::{plugin_error, PluginError};
+use serde_json::Value;
+
+use crate::common::{bank_scenario, engine, plugin};
+
+fn builder(dir: &Path, plugin_build: bool) -> AggregateStoreBuilder {
+    let clock = ManualClock::new(1_790_000_000_000);
+    let builder = AggregateStore::builder(dir).clock(clock.clock()).id_seed_source(counting_id_seeds(1 << 64));
+    if plugin_build {
+        let bank = engine().load_aggregate(plugin("bank-account")).unwrap();
+        let balances = engine().load_projection(plugin("balances")).unwrap();
+        builder.aggregate_factory(Arc::new(bank)).projection_dyn(Box::new(balances))
+    } else {
+        builder.aggregate::<BankAccount>().projection::<Balances>()
+    }
+}
+
+/// Every `events.jsonl` under `root`, relative path -> bytes, sorted.
+fn event_logs(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.file_name().is_some_and(|n| n == "events.jsonl") {
+                out.push((path.strip_prefix(root).unwrap().to_owned(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root.join("streams"), root, &mut out);
+    out.sort();
+    out
+}
+
+/// Runs the scenario; returns each outcome as text (committed version or error message).
+async fn run(store: &AggregateStore, scenario: &[(String, BankCommand)]) -> Vec<String> {
+    let mut outcomes = Vec::new();
+    for (account, command) in scenario {
+        let payload = to_payload(command).unwrap();
+        let context = CommandContext::default().with_actor("conformance");
+        let result = store.execute_json("bank-account", account, payload, context, ExpectedVersion::Any).await;
+        outcomes.push(match result {
+            Ok(committed) => format!("ok {committed:?}"),
+            Err(error) => format!("err {error}"),
+        });
+    }
+    outcomes
+}
+
+#[test]
+fn native_jsonl_store_logs_are_byte_identical_with_the_plugin() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (native_dir, plugin_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let scenario = bank_scenario(21, 300, 5);
+    let (native_outcomes, plugin_outcomes, native_balances, plugin_balances) = runtime.block_on(async {
+        let native = builder(native_dir.path(), false).open().await.unwrap();
+        let plugin = builder(plugin_dir.path(), true).open().await.unwrap();
+        let native_outcomes = run(&native, &scenario).await;
+        let plugin_outcomes = run(&plugin, &scenario).await;
+        let native_balances = native.projection_json("balances").await.unwrap();
+        let plugin_balances = plugin.projection_json("balances").await.unwrap();
+        native.close().await;
+        plugin.close().await;
+        (native_outcomes, plugin_outcomes, native_balances, plugin_balances)
+    });
+    assert_eq!(native_outcomes, plugin_outcomes);
+    assert!(native_outcomes.iter().filter(|o| o.starts_with("err rejected")).count() >= 30);
+    let (native_logs, plugin_logs) = (event_logs(native_dir.path()), event_logs(plugin_dir.path()));
+    assert!(native_logs.len() >= 5, "{native_logs:?}");
+    assert_eq!(native_logs.len(), plugin_logs.len());
+    for ((path, native_bytes), (plugin_path, plugin_bytes)) in native_logs.iter().zip(&plugin_logs) {
+        assert_eq!(path, plugin_path);
+        assert!(native_bytes == plugin_bytes, "{}: JSONL files differ", path.display());
+    }
+    assert_eq!(native_balances, plugin_balances);
+    assert!(native_balances["total"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn hostile_plugin_in_the_native_store_fails_typed_while_others_serve() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let hostile = engine().load_aggregate(plugin("hostile")).unwrap();
+        let store = builder(dir.path(), true).aggregate_factory(Arc::new(hostile)).open().await.unwrap();
+        let ctx = CommandContext::default;
+        let bank = |command: &BankCommand| to_payload(command).unwrap();
+        store.execute_json("bank-account", "ok", bank(&BankCommand::Open { owner: "o".into() }), ctx(), ExpectedVersion::Any).await.unwrap();
+        for command in ["Loop", "Bomb", "Panic", "Undeclared"] {
+            let payload = Payload::new(command, Value::Null);
+            let error = store.execute_json("hostile", "h", payload, ctx(), ExpectedVersion::Any).await.unwrap_err();
+            let ExecuteError::Fault(fault) = &error else { panic!("{command}: {error:?}") };
+            let typed = plugin_error(fault).unwrap_or_else(|| panic!("{command}: {fault}"));
+            assert!(!matches!(typed, PluginError::Discarded { .. }), "{command}: {typed}");
+            let deposit = bank(&BankCommand::Deposit { amount: 10 });
+            store.execute_json("bank-account", "ok", deposit, ctx(), ExpectedVersion::Any).await.unwrap();
+            let increment = Payload::new("Increment", Value::Null);
+            store.execute_json("hostile", "h", increment, ctx(), ExpectedVersion::Any).await.unwrap();
+        }
+        assert_eq!(store.state_json("hostile", "h").await.unwrap().0, 4);
+        store.close().await;
+    });
+}
