@@ -21,7 +21,9 @@ scripts/build-plugins.sh
 
 step "host test suite"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --failure-output final
+  # The kill and load tests run in the next step, where their figures are printed.
+  cargo nextest run --workspace --no-fail-fast --failure-output final \
+    -E 'not (package(evfold-reliability) & (binary(kill) | binary(load)))'
 else
   cargo test --workspace --no-fail-fast
 fi
@@ -35,7 +37,9 @@ export CARGO_TARGET_WASM32_WASIP1_RUNNER="$root/target/debug/evfold-wasi-run"
 CARGO_TARGET_DIR="$root/target/wasm" scripts/wasm-cargo test -p evfold-core --target wasm32-wasip1 --lib
 
 step "kill test and load test figures (SIGKILL rounds, throughput, p50/p99)"
-cargo test -q -p evfold-reliability --test kill --test load -- --nocapture 2>&1 | grep -E "acknowledged|lost|p50|p99|rounds" || true
+figures=$(mktemp)
+cargo test -q -p evfold-reliability --test kill --test load -- --nocapture >"$figures" 2>&1 || { cat "$figures"; exit 1; }
+grep -E "acknowledged|lost|p50|p99|rounds" "$figures" || true
 
 step "fuzz smoke run (cargo-fuzz, ${FUZZ_SECS:=10} s per target)"
 FUZZ_SECS=$FUZZ_SECS scripts/fuzz-smoke.sh
