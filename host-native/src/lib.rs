@@ -97,3 +97,8 @@ pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind, RedeliveryRep
 pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, Executed, StreamPage};
 pub use subscribe::Subscription;
 pub use verify::{repair_stream, verify_store, RepairReport, StreamReport, StreamStatus, VerifyReport};
+
+/// The README's Rust examples, compiled and run as doctests so the README cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
