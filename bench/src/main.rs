@@ -79,8 +79,7 @@ async fn throughput(report: &mut Report, sizes: Sizes) -> Result<()> {
     let (e, p) = pair("c16", |d| native::concurrent_one(d, 16, n), |d| peer::concurrent_one(d, 16, n)).await?;
     report.push(Row::rate("1 aggregate, 16 concurrent callers (cmds/s)", e, Some(p), Target::Peer(4.0)));
     let (a, per) = (sizes.conc_aggs, sizes.conc_per);
-    let (e, p) =
-        pair("many", |d| native::concurrent_many(d, a, per), |d| peer::concurrent_many(d, a, per)).await?;
+    let (e, p) = pair("many", |d| native::concurrent_many(d, a, per), |d| peer::concurrent_many(d, a, per)).await?;
     let label = format!("{a} aggregates x {per} cmds, concurrent (cmds/s)");
     report.push(Row::rate(&label, e, Some(p), Target::Peer(4.0)));
     Ok(())
@@ -175,9 +174,20 @@ fn memory(report: &mut Report, sizes: Sizes) -> Result<()> {
 fn fold_rows(report: &mut Report, sizes: Sizes) -> Result<()> {
     eprintln!("# fold / decide throughput");
     let native = evfold_core::TypedAggregateFactory::<evfold_core::examples::BankAccount>::default();
-    let (decide, fold) = fold::throughput(&native, sizes.fold)?;
-    report.push(Row::rate("native DynAggregate decide (calls/s)", decide, None, Target::None));
-    report.push(Row::rate("native DynAggregate fold (events/s)", fold, None, Target::None));
-    report.notes.push("plugin fold/decide: evfold-wasi's plugin API was not available to this run".into());
+    let (n_decide, n_fold) = fold::throughput(&native, sizes.fold)?;
+    let plugin_dir =
+        std::env::var_os("EVFOLD_PLUGIN_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| "target/plugins".into());
+    let path = plugin_dir.join("bank-account.wasm");
+    if !path.is_file() {
+        report.push(Row::rate("native decide (calls/s)", n_decide, None, Target::None));
+        report.push(Row::rate("native fold (events/s)", n_fold, None, Target::None));
+        report.notes.push(format!("plugin rows skipped: {} not found (run scripts/build-plugins.sh)", path.display()));
+        return Ok(());
+    }
+    let engine = evfold_wasi::PluginEngine::new(evfold_wasi::Limits::default())?;
+    let plugin = engine.load_aggregate(&path)?;
+    let (p_decide, p_fold) = fold::throughput(&plugin, sizes.fold)?;
+    report.push(Row::versus("decide: WASM plugin vs native (calls/s)", p_decide, n_decide));
+    report.push(Row::versus("fold: WASM plugin vs native, one event per call (events/s)", p_fold, n_fold));
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use evfold_core::examples::{BankAccount, BankCommand, Balances};
+use evfold_core::examples::{Balances, BankAccount, BankCommand};
 use evfold_core::CommandContext;
 use evfold_native::{AggregateHandle, AggregateStore, Durability};
 

@@ -133,7 +133,8 @@ pub fn write_stream(dir: &Path, id: &str, events: usize) -> Result<()> {
     let mut out = std::io::BufWriter::new(file);
     let ctx = context();
     for i in 0..events {
-        let event = if i == 0 { BankEvent::Opened { owner: id.to_owned() } } else { BankEvent::Deposited { amount: 1 } };
+        let event =
+            if i == 0 { BankEvent::Opened { owner: id.to_owned() } } else { BankEvent::Deposited { amount: 1 } };
         let line = serde_json::to_string(&eventfold_es::to_eventfold_event::<PeerBank>(&event, &ctx)?)?;
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;

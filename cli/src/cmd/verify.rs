@@ -1,0 +1,182 @@
+//! `verify` (CRC + structure check of every log, per-stream report, exit 3 on damage) and
+//! `repair` (explicit cut at the first bad line, with a backup of what is cut).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use evfold_core::{scan_log, ScanStart, StreamId};
+use evfold_native::verify::verify_stream;
+use evfold_native::{repair_stream, StoreLayout, StreamReport, StreamStatus};
+use serde_json::{json, Value};
+
+use crate::args::RepairArgs;
+use crate::output::Out;
+use crate::{exit, store};
+
+/// Every stream directory under `streams/<type>/<id>/`, sorted; names that are not valid stream
+/// ids are returned as errors to report (a store never creates them).
+fn list_streams(layout: &StoreLayout) -> Result<(Vec<StreamId>, Vec<String>)> {
+    let (mut streams, mut strays) = (Vec::new(), Vec::new());
+    let Ok(types) = std::fs::read_dir(layout.streams_dir()) else { return Ok((streams, strays)) };
+    for t in types {
+        let t = t?;
+        if !t.file_type()?.is_dir() {
+            continue;
+        }
+        for id in std::fs::read_dir(t.path())? {
+            let id = id?;
+            let (ty, name) =
+                (t.file_name().to_string_lossy().into_owned(), id.file_name().to_string_lossy().into_owned());
+            match StreamId::new(ty.clone(), name.clone()) {
+                Ok(stream) if id.file_type()?.is_dir() => streams.push(stream),
+                _ => strays.push(format!("{ty}/{name}")),
+            }
+        }
+    }
+    streams.sort();
+    Ok((streams, strays))
+}
+
+/// The check of a whole store.
+struct Checked {
+    /// Per stream, sorted.
+    reports: Vec<StreamReport>,
+    /// (position, first stream, second stream) for positions held twice.
+    duplicates: Vec<(u64, String, String)>,
+    /// Directories under streams/ that are not valid stream ids.
+    strays: Vec<String>,
+}
+
+/// Verifies every stream with a progress bar; also finds positions held by two streams.
+fn verify_all(dir: &Path, out: &Out) -> Result<Checked> {
+    let layout = StoreLayout::new(dir);
+    let (streams, strays) = list_streams(&layout)?;
+    let bar = out.bar(streams.len() as u64, "verifying");
+    let mut reports = Vec::with_capacity(streams.len());
+    let mut owners: HashMap<u64, StreamId> = HashMap::new();
+    let mut duplicates = Vec::new();
+    for stream in streams {
+        let report = verify_stream(&layout, &stream).with_context(|| format!("checking {stream}"))?;
+        let bytes = std::fs::read(&report.path).unwrap_or_default();
+        for record in scan_log(&bytes, ScanStart::default()).records {
+            if let Some(other) = owners.insert(record.pos, stream.clone()) {
+                duplicates.push((record.pos, other.to_string(), stream.to_string()));
+            }
+        }
+        reports.push(report);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(Checked { reports, duplicates, strays })
+}
+
+fn status_json(status: &StreamStatus) -> Value {
+    match status {
+        StreamStatus::Clean => json!({ "status": "clean" }),
+        StreamStatus::TornTail { valid_len, torn_len } => {
+            json!({ "status": "torn_tail", "valid_len": valid_len, "torn_len": torn_len })
+        }
+        StreamStatus::Corrupt { line, offset, reason } => {
+            json!({ "status": "corrupt", "line": line, "offset": offset, "reason": reason })
+        }
+    }
+}
+
+fn status_text(report: &StreamReport) -> String {
+    let path = report.path.display();
+    match &report.status {
+        StreamStatus::Clean => format!("ok       {:<36} {} events, {} bytes", report.stream.to_string(), report.events, report.bytes),
+        StreamStatus::TornTail { valid_len, torn_len } => format!(
+            "TORN     {:<36} {path}: last {torn_len} bytes after offset {valid_len} are an incomplete line (a writing open truncates them)",
+            report.stream.to_string()
+        ),
+        StreamStatus::Corrupt { line, offset, reason } => format!(
+            "CORRUPT  {:<36} {path}:{line} (byte offset {offset}): {reason}; {} valid events before it",
+            report.stream.to_string(),
+            report.events
+        ),
+    }
+}
+
+/// `evfold verify`.
+pub fn verify(dir: &Path, out: &Out) -> Result<ExitCode> {
+    store::require_existing(dir)?;
+    let Checked { reports, duplicates, strays } = verify_all(dir, out)?;
+    let damaged = reports.iter().filter(|r| r.status != StreamStatus::Clean).count();
+    let clean = damaged == 0 && duplicates.is_empty() && strays.is_empty();
+    let events: u64 = reports.iter().map(|r| r.events).sum();
+    out.emit(
+        || {
+            let mut text = String::new();
+            for report in &reports {
+                text.push_str(&status_text(report));
+                text.push('\n');
+            }
+            for (pos, a, b) in &duplicates {
+                text.push_str(&format!("DUPLICATE position {pos} in {a} and {b}\n"));
+            }
+            for stray in &strays {
+                text.push_str(&format!("STRAY    {stray}: not a valid stream directory\n"));
+            }
+            let verdict = if clean { "clean" } else { "DAMAGED (see `evfold repair`)" };
+            text.push_str(&format!("{} stream(s), {events} event(s), {damaged} damaged: {verdict}", reports.len()));
+            text
+        },
+        || {
+            let streams: Vec<Value> = reports
+                .iter()
+                .map(|r| {
+                    let mut v = json!({ "stream": r.stream.to_string(), "path": r.path, "events": r.events, "bytes": r.bytes });
+                    if let (Value::Object(m), Value::Object(s)) = (&mut v, status_json(&r.status)) {
+                        m.extend(s);
+                    }
+                    v
+                })
+                .collect();
+            json!({ "clean": clean, "events": events, "streams": streams, "duplicate_positions": duplicates, "strays": strays })
+        },
+    );
+    Ok(ExitCode::from(if clean { exit::OK } else { exit::CORRUPT }))
+}
+
+/// `evfold repair TYPE ID` or `evfold repair --all`.
+pub fn repair(dir: &Path, args: RepairArgs, out: &Out) -> Result<ExitCode> {
+    store::require_existing(dir)?;
+    let targets = match (&args.aggregate_type, &args.id) {
+        (Some(t), Some(id)) => vec![StreamId::new(t.clone(), id.clone()).context("invalid stream id")?],
+        _ => verify_all(dir, out)?
+            .reports
+            .into_iter()
+            .filter(|r| r.status != StreamStatus::Clean)
+            .map(|r| r.stream)
+            .collect(),
+    };
+    let mut results = Vec::new();
+    for stream in &targets {
+        let report = repair_stream(dir, stream).with_context(|| format!("repairing {stream}"))?;
+        if !out.json {
+            match &report.backup {
+                Some(backup) => println!(
+                    "repaired {stream}: kept {} events, cut {} bytes at offset {}, backup {}",
+                    report.kept_events,
+                    report.cut_bytes,
+                    report.cut_at,
+                    backup.display()
+                ),
+                None => println!("{stream}: clean, nothing to cut ({} events)", report.kept_events),
+            }
+        }
+        results.push(json!({
+            "stream": stream.to_string(), "kept_events": report.kept_events, "cut_at": report.cut_at,
+            "cut_bytes": report.cut_bytes, "backup": report.backup,
+        }));
+    }
+    if out.json {
+        println!("{}", json!({ "repaired": results }));
+    } else if targets.is_empty() {
+        println!("nothing to repair");
+    }
+    Ok(ExitCode::SUCCESS)
+}
