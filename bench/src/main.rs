@@ -42,7 +42,10 @@ async fn child(args: &[String]) -> Result<serde_json::Value> {
     let dir = std::path::PathBuf::from(arg(1)?);
     Ok(match arg(0)?.as_str() {
         "cold-peer" => json!({ "ms": peer::cold_load(&dir, arg(2)?.parse()?).await? }),
-        "cold-evfold" => json!({ "ms": native::cold_load(&dir, arg(2)? == "1", arg(3)?.parse()?).await? }),
+        "cold-evfold" => {
+            let (ms, open_ms) = native::cold_load(&dir, arg(2)? == "1", arg(3)?.parse()?).await?;
+            json!({ "ms": ms, "open_ms": open_ms })
+        }
         "mem-peer" => {
             let (bytes, threads) = peer::memory(&dir, arg(2)?.parse()?).await?;
             json!({ "bytes": bytes, "threads": threads })
@@ -115,6 +118,10 @@ async fn cold(report: &mut Report, sizes: Sizes) -> Result<()> {
     let e_full = median3(|| field(&run_child(&["cold-evfold", &e, "0", &balance])?, "ms"))?;
     let p_full = field(&run_child(&["cold-peer", &s, &balance])?, "ms")?; // writes the peer's snapshot
     let e_snap = median3(|| field(&run_child(&["cold-evfold", &e, "1", &balance])?, "ms"))?;
+    let open_ms = field(&run_child(&["cold-evfold", &e, "1", &balance])?, "open_ms")?;
+    report.notes.push(format!(
+        "evfold cold load, profile: opening the store alone (lock + scan of every log to rebuild the store-wide index) took {open_ms:.1} ms of the with-snapshot figure"
+    ));
     let p_snap = median3(|| field(&run_child(&["cold-peer", &s, &balance])?, "ms"))?;
     report.push(Row::time(&format!("cold load, {n} events, no snapshot (ms)"), e_full, p_full, Target::Peer(4.0)));
     report.push(Row::time(&format!("cold load, {n} events, with snapshot (ms)"), e_snap, p_snap, Target::Peer(4.0)));
