@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use evfold_core::examples::{BankAccount, BankEvent};
-use evfold_core::{to_payload, AggregateFactory, DynAggregate, Payload, TypedAggregateFactory};
+use evfold_core::{to_payload, AggregateFactory, Payload, TypedAggregateFactory};
 use evfold_wasi::{Allocation, EngineOptions, Limits, PluginAggregateFactory, PluginEngine};
 use serde_json::json;
 
@@ -107,9 +107,12 @@ fn main() {
     let events = events();
     let native = TypedAggregateFactory::<BankAccount>::default();
 
-    for (label, allocation) in [("on-demand", Allocation::OnDemand), ("pooling", Allocation::Pooling { max_instances: 1_000 })] {
-        let engine = PluginEngine::with_options(EngineOptions { limits: Limits::default(), allocation, ..Default::default() })
-            .expect("engine");
+    for (label, allocation) in
+        [("on-demand", Allocation::OnDemand), ("pooling", Allocation::Pooling { max_instances: 1_000 })]
+    {
+        let engine =
+            PluginEngine::with_options(EngineOptions { limits: Limits::default(), allocation, ..Default::default() })
+                .expect("engine");
         let started = Instant::now();
         let plugin = engine.load_aggregate(&path).expect("load");
         let load = started.elapsed();

@@ -74,7 +74,12 @@ impl LoadedAggregate {
         let limits = &self.engine.limits;
         let size: usize = events.iter().map(|e| e.type_name.len() + e.data.len()).sum();
         if size > limits.output_bytes {
-            return Err(PluginError::OutputTooLarge { plugin: self.plugin(), call: call.clone(), size, limit: limits.output_bytes });
+            return Err(PluginError::OutputTooLarge {
+                plugin: self.plugin(),
+                call: call.clone(),
+                size,
+                limit: limits.output_bytes,
+            });
         }
         events
             .into_iter()
@@ -230,7 +235,9 @@ impl PluginAggregate {
 
     /// Back to the initial state: the guest's `reset`, or a fresh instance after a trap.
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
-        if self.live.is_some() && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_aggregate().call_reset(store)).is_ok() {
+        if self.live.is_some()
+            && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_aggregate().call_reset(store)).is_ok()
+        {
             return Ok(());
         }
         self.live = Some(self.loaded.instantiate()?);

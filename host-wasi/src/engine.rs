@@ -120,7 +120,8 @@ impl PluginEngine {
         let checked = self.check(path.as_ref(), PluginKind::Aggregate)?;
         let pre = self.instantiate_pre(&checked)?;
         let pre = agg_bindings::AggregatePluginPre::new(pre).map_err(|e| abi_error(&checked, &e))?;
-        let loaded = LoadedAggregate::load(self.inner.clone(), checked.plugin, checked.sha256, checked.abi_version, pre)?;
+        let loaded =
+            LoadedAggregate::load(self.inner.clone(), checked.plugin, checked.sha256, checked.abi_version, pre)?;
         Ok(PluginAggregateFactory::new(Arc::new(loaded)))
     }
 
@@ -157,12 +158,7 @@ impl PluginEngine {
     }
 
     /// Checks exports (kind + ABI version) and imports (only the evfold host interface).
-    fn check_abi(
-        &self,
-        plugin: &str,
-        component: &Component,
-        expected: PluginKind,
-    ) -> Result<String, PluginError> {
+    fn check_abi(&self, plugin: &str, component: &Component, expected: PluginKind) -> Result<String, PluginError> {
         let engine = &self.inner.engine;
         let ty = component.component_type();
         let exports: Vec<String> =
@@ -176,7 +172,11 @@ impl PluginEngine {
             }
         };
         let supported = format!("{ABI_PREFIX}{}@{COMPATIBLE_VERSION_PREFIX}x", expected.as_str());
-        let mismatch = || PluginError::AbiMismatch { plugin: plugin.to_owned(), found: exports.clone(), supported: supported.clone() };
+        let mismatch = || PluginError::AbiMismatch {
+            plugin: plugin.to_owned(),
+            found: exports.clone(),
+            supported: supported.clone(),
+        };
         let (name, kind) = exports.iter().find_map(|n| kind_of(n).map(|k| (n, k))).ok_or_else(mismatch)?;
         let version = name.split_once('@').map(|(_, v)| v.to_owned()).unwrap_or_default();
         if !version.starts_with(COMPATIBLE_VERSION_PREFIX) {

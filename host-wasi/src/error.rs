@@ -153,7 +153,9 @@ pub enum PluginError {
         reason: String,
     },
     /// `decide` produced an event type the plugin's metadata does not declare.
-    #[error("plugin {plugin}: {call}: event type {event_type:?} is not declared by the plugin (declared: {declared:?})")]
+    #[error(
+        "plugin {plugin}: {call}: event type {event_type:?} is not declared by the plugin (declared: {declared:?})"
+    )]
     UndeclaredEventType {
         /// Plugin name.
         plugin: String,

@@ -145,7 +145,8 @@ impl PluginProjection {
     pub fn try_apply(&mut self, events: &[StoredEvent]) -> Result<(), PluginError> {
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
             let batch: Vec<wit::StoredEvent> = chunk.iter().map(to_wit).collect();
-            let outcome = self.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, &batch))?;
+            let outcome =
+                self.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, &batch))?;
             self.guest_result(Call::Apply, outcome)?;
         }
         Ok(())
@@ -161,13 +162,15 @@ impl PluginProjection {
     /// Replaces the read model.
     pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
         let text = snapshot.to_string();
-        let outcome = self.invoke(&Call::Restore, |b, store| b.evfold_plugin_projection().call_restore(store, &text))?;
+        let outcome =
+            self.invoke(&Call::Restore, |b, store| b.evfold_plugin_projection().call_restore(store, &text))?;
         self.guest_result(Call::Restore, outcome)
     }
 
     /// Back to the empty read model (a fresh instance after a trap).
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
-        if self.live.is_some() && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_projection().call_reset(store)).is_ok()
+        if self.live.is_some()
+            && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_projection().call_reset(store)).is_ok()
         {
             return Ok(());
         }

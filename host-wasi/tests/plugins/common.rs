@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use evfold_core::examples::{BankAccount, BankCommand};
 use evfold_core::memory::MemoryStore;
-use evfold_core::{encode_record, CommandError, CommandContext, Committed, StreamId};
+use evfold_core::{encode_record, CommandContext, CommandError, Committed, StreamId};
 use evfold_wasi::{Limits, PluginEngine};
 
 /// Directory of the plugins scripts/build-plugins.sh builds (`EVFOLD_PLUGIN_DIR` overrides).

@@ -97,7 +97,16 @@ fn hostile_plugin_in_the_native_store_fails_typed_while_others_serve() {
         let store = builder(dir.path(), true).aggregate_factory(Arc::new(hostile)).open().await.unwrap();
         let ctx = CommandContext::default;
         let bank = |command: &BankCommand| to_payload(command).unwrap();
-        store.execute_json("bank-account", "ok", bank(&BankCommand::Open { owner: "o".into() }), ctx(), ExpectedVersion::Any).await.unwrap();
+        store
+            .execute_json(
+                "bank-account",
+                "ok",
+                bank(&BankCommand::Open { owner: "o".into() }),
+                ctx(),
+                ExpectedVersion::Any,
+            )
+            .await
+            .unwrap();
         for command in ["Loop", "Bomb", "Panic", "Undeclared"] {
             let payload = Payload::new(command, Value::Null);
             let error = store.execute_json("hostile", "h", payload, ctx(), ExpectedVersion::Any).await.unwrap_err();

@@ -44,8 +44,7 @@ fn check_imports(component: &[u8]) -> Result<(), String> {
     let DecodedWasm::Component(resolve, world) = decoded else {
         return Err("the encoder did not produce a component".into());
     };
-    let imports: Vec<String> =
-        resolve.worlds[world].imports.keys().map(|key| resolve.name_world_key(key)).collect();
+    let imports: Vec<String> = resolve.worlds[world].imports.keys().map(|key| resolve.name_world_key(key)).collect();
     let foreign: Vec<&String> = imports.iter().filter(|name| !name.starts_with(ALLOWED_IMPORT_PREFIX)).collect();
     if foreign.is_empty() {
         Ok(())

@@ -69,9 +69,20 @@ impl Guest for Hostile {
             sdk_version: "none".into(),
             aggregate_type: "hostile".into(),
             event_types: vec!["Incremented".into()],
-            command_types: ["Increment", "Loop", "Bomb", "Recurse", "Panic", "Huge", "BadJson", "Deep", "Undeclared", "Chatty"]
-                .map(String::from)
-                .to_vec(),
+            command_types: [
+                "Increment",
+                "Loop",
+                "Bomb",
+                "Recurse",
+                "Panic",
+                "Huge",
+                "BadJson",
+                "Deep",
+                "Undeclared",
+                "Chatty",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 
