@@ -32,8 +32,11 @@ step "doctests"
 cargo test --workspace --doc
 
 step "core test suite on wasm32-wasip1"
-cargo build -q -p evfold-wasi --bin evfold-wasi-run
-export CARGO_TARGET_WASM32_WASIP1_RUNNER="$root/target/debug/evfold-wasi-run"
+# The host suite above already built the runner (a bin of a package with integration tests);
+# building it alone would re-resolve features and recompile wasmtime for nothing.
+runner="$root/target/debug/evfold-wasi-run"
+[[ -x $runner ]] || cargo build -q -p evfold-wasi --bin evfold-wasi-run
+export CARGO_TARGET_WASM32_WASIP1_RUNNER="$runner"
 CARGO_TARGET_DIR="$root/target/wasm" scripts/wasm-cargo test -p evfold-core --target wasm32-wasip1 --lib
 
 step "kill test and load test figures (SIGKILL rounds, throughput, p50/p99)"
