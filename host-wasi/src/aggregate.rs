@@ -14,7 +14,7 @@ use crate::bindings::aggregate::exports::evfold::plugin::aggregate as wit;
 use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
-use crate::json::parse_checked;
+use crate::json::{parse_checked, parse_payload_lines, payload_lines, write_tagged};
 use crate::sandbox::{self, Sandbox};
 
 /// A loaded aggregate plugin, shared by its factory and every instance.
@@ -69,37 +69,28 @@ impl LoadedAggregate {
         Ok(Live { store, bindings })
     }
 
-    /// Checks the events `decide` returned: size cap, declared types, JSON depth and syntax.
-    fn accept(&self, call: &Call, events: Vec<wit::Payload>) -> Result<Vec<Payload>, PluginError> {
+    /// Checks the events `decide` returned (tagged JSONL): size cap, JSON depth, syntax and shape,
+    /// declared types.
+    fn accept(&self, call: &Call, jsonl: &str) -> Result<Vec<Payload>, PluginError> {
         let limits = &self.engine.limits;
-        let size: usize = events.iter().map(|e| e.type_name.len() + e.data.len()).sum();
-        if size > limits.output_bytes {
-            return Err(PluginError::OutputTooLarge {
+        if jsonl.len() > limits.output_bytes {
+            let (plugin, call) = (self.plugin(), call.clone());
+            return Err(PluginError::OutputTooLarge { plugin, call, size: jsonl.len(), limit: limits.output_bytes });
+        }
+        let events = parse_payload_lines(jsonl, limits.json_depth).map_err(|problem| PluginError::BadOutput {
+            plugin: self.plugin(),
+            call: call.clone(),
+            reason: format!("events: {problem}"),
+        })?;
+        if let Some(event) = events.iter().find(|event| !self.declared.contains(&event.type_name)) {
+            return Err(PluginError::UndeclaredEventType {
                 plugin: self.plugin(),
                 call: call.clone(),
-                size,
-                limit: limits.output_bytes,
+                event_type: event.type_name.clone(),
+                declared: self.info.event_types.clone(),
             });
         }
-        events
-            .into_iter()
-            .map(|event| {
-                if !self.declared.contains(&event.type_name) {
-                    return Err(PluginError::UndeclaredEventType {
-                        plugin: self.plugin(),
-                        call: call.clone(),
-                        event_type: event.type_name,
-                        declared: self.info.event_types.clone(),
-                    });
-                }
-                let data = parse_checked(&event.data, limits.json_depth).map_err(|problem| PluginError::BadOutput {
-                    plugin: self.plugin(),
-                    call: call.clone(),
-                    reason: format!("event {}: {problem}", event.type_name),
-                })?;
-                Ok(Payload { type_name: event.type_name, data })
-            })
-            .collect()
+        Ok(events)
     }
 
     /// Parses a snapshot the guest returned, within the snapshot cap.
@@ -145,7 +136,7 @@ impl PluginAggregateFactory {
 
     /// A new instance, typed (the trait method returns it boxed).
     pub fn instance(&self) -> Result<PluginAggregate, PluginError> {
-        Ok(PluginAggregate { live: Some(self.loaded.instantiate()?), loaded: self.loaded.clone() })
+        Ok(PluginAggregate { live: Some(self.loaded.instantiate()?), loaded: self.loaded.clone(), scratch: Vec::new() })
     }
 }
 
@@ -163,6 +154,8 @@ impl AggregateFactory for PluginAggregateFactory {
 pub struct PluginAggregate {
     loaded: Arc<LoadedAggregate>,
     live: Option<Live>,
+    /// Reused buffer for the JSON text sent to the guest.
+    scratch: Vec<u8>,
 }
 
 impl PluginAggregate {
@@ -197,26 +190,35 @@ impl PluginAggregate {
     /// Decides a command: typed error version of [`DynAggregate::decide`].
     pub fn try_decide(&mut self, command: &Payload) -> Result<Decision, PluginError> {
         let call = Call::Decide(command.type_name.clone());
-        let wit_command = wit::Payload { type_name: command.type_name.clone(), data: command.data.to_string() };
-        let outcome = self.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, &wit_command))?;
-        match outcome {
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        write_tagged(&mut text, command);
+        let command_text = std::str::from_utf8(&text).expect("serde_json writes UTF-8");
+        let outcome = self.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command_text));
+        self.scratch = text;
+        match outcome? {
             Err(message) => Err(self.loaded.guest_error(call, message)),
             Ok(wit::Decision::Rejected(message)) => Ok(Err(Rejection::message(message))),
-            Ok(wit::Decision::Accepted(events)) => Ok(Ok(self.loaded.accept(&call, events)?)),
+            Ok(wit::Decision::Accepted(events)) => Ok(Ok(self.loaded.accept(&call, &events)?)),
         }
     }
 
-    /// Folds events (in chunks of `Limits::fold_chunk`, each with fresh fuel).
+    /// Folds events (in chunks of `Limits::fold_chunk`, each one JSONL string with fresh fuel).
     pub fn try_apply(&mut self, events: &[Payload]) -> Result<(), PluginError> {
+        let mut text = std::mem::take(&mut self.scratch);
+        let mut result = Ok(());
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
-            let batch: Vec<wit::Payload> = chunk
-                .iter()
-                .map(|e| wit::Payload { type_name: e.type_name.clone(), data: e.data.to_string() })
-                .collect();
-            let outcome = self.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, &batch))?;
-            outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message))?;
+            let batch = payload_lines(&mut text, chunk);
+            result = match self.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, batch)) {
+                Ok(outcome) => outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message)),
+                Err(error) => Err(error),
+            };
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.scratch = text;
+        result
     }
 
     /// The state as JSON.

@@ -1,5 +1,9 @@
-//! Checks JSON text a plugin returns: size, nesting depth, then parses it.
+//! The JSON text that crosses the plugin boundary: writes commands and event batches in the
+//! tagged JSONL form of the ABI (`{"type":..,"data":..}` per line), and checks what a plugin
+//! returns (nesting depth, syntax, shape) before it becomes a value.
 
+use evfold_core::{Payload, StoredEvent};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Why plugin output was refused (before it becomes a `PluginError`).
@@ -60,9 +64,94 @@ pub(crate) fn parse_checked(text: &str, depth_limit: usize) -> Result<Value, Jso
     serde_json::from_str(text).map_err(|e| JsonProblem::Invalid(e.to_string()))
 }
 
+/// A payload as the ABI writes it: `data` omitted for variants without data.
+#[derive(Serialize)]
+struct TaggedRef<'a> {
+    #[serde(rename = "type")]
+    type_name: &'a str,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    data: &'a Value,
+}
+
+/// A payload as a plugin returns it; any other key is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tagged {
+    #[serde(rename = "type")]
+    type_name: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// Appends `payload` as one tagged JSON object (no newline).
+pub(crate) fn write_tagged(out: &mut Vec<u8>, payload: &Payload) {
+    let tagged = TaggedRef { type_name: &payload.type_name, data: &payload.data };
+    serde_json::to_writer(out, &tagged).expect("a JSON value always serializes");
+}
+
+/// Writes `events` into `out` (cleared first) as tagged JSONL and returns it as text.
+pub(crate) fn payload_lines<'a>(out: &'a mut Vec<u8>, events: &[Payload]) -> &'a str {
+    out.clear();
+    for event in events {
+        write_tagged(out, event);
+        out.push(b'\n');
+    }
+    std::str::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Writes stored events into `out` (cleared first) as JSONL, one serialized `StoredEvent` per line.
+pub(crate) fn stored_lines<'a>(out: &'a mut Vec<u8>, events: &[StoredEvent]) -> &'a str {
+    out.clear();
+    for event in events {
+        serde_json::to_writer(&mut *out, event).expect("a stored event always serializes");
+        out.push(b'\n');
+    }
+    std::str::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Parses the tagged JSONL a plugin's `decide` returned, after checking its nesting depth.
+pub(crate) fn parse_payload_lines(text: &str, depth_limit: usize) -> Result<Vec<Payload>, JsonProblem> {
+    if exceeds_depth(text, depth_limit) {
+        return Err(JsonProblem::TooDeep { limit: depth_limit });
+    }
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Tagged>()
+        .enumerate()
+        .map(|(index, event)| {
+            let Tagged { type_name, data } =
+                event.map_err(|e| JsonProblem::Invalid(format!("event {index} of the batch: {e}")))?;
+            Ok(Payload { type_name, data })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn payloads_are_written_as_tagged_lines_and_read_back() {
+        let events = [Payload::new("Deposited", json!({"amount": 5})), Payload::new("Closed", Value::Null)];
+        let mut buffer = Vec::new();
+        let text = payload_lines(&mut buffer, &events).to_owned();
+        assert_eq!(text, "{\"type\":\"Deposited\",\"data\":{\"amount\":5}}\n{\"type\":\"Closed\"}\n");
+        assert_eq!(parse_payload_lines(&text, 8).unwrap(), events);
+        assert_eq!(payload_lines(&mut buffer, &[]), "");
+        assert_eq!(parse_payload_lines("", 8).unwrap(), []);
+    }
+
+    #[test]
+    fn returned_lines_with_extra_keys_bad_syntax_or_depth_are_refused() {
+        let extra = parse_payload_lines(r#"{"type":"A","data":1,"sneaky":2}"#, 8).unwrap_err();
+        assert!(matches!(&extra, JsonProblem::Invalid(m) if m.contains("event 0") && m.contains("sneaky")), "{extra}");
+        let second = parse_payload_lines("{\"type\":\"A\"}\n{not json\n", 8).unwrap_err();
+        assert!(matches!(&second, JsonProblem::Invalid(m) if m.starts_with("event 1")), "{second}");
+        assert!(parse_payload_lines(r#"{"data":1}"#, 8).is_err());
+        let deep = format!("{{\"type\":\"A\",\"data\":{}1{}}}", "[".repeat(20), "]".repeat(20));
+        assert_eq!(parse_payload_lines(&deep, 8), Err(JsonProblem::TooDeep { limit: 8 }));
+    }
 
     #[test]
     fn depth_counts_only_structure_outside_strings() {

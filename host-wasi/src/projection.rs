@@ -7,11 +7,10 @@ use evfold_core::{DynProjection, Fault, StoredEvent};
 use serde_json::Value;
 use wasmtime::Store;
 
-use crate::bindings::projection::exports::evfold::plugin::projection as wit;
 use crate::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
-use crate::json::parse_checked;
+use crate::json::{parse_checked, stored_lines};
 use crate::sandbox::{self, Sandbox};
 
 /// A loaded projection plugin.
@@ -87,27 +86,13 @@ struct Live {
 pub struct PluginProjection {
     loaded: Arc<LoadedProjection>,
     live: Option<Live>,
-}
-
-/// Converts a stored event to its WIT form.
-fn to_wit(event: &StoredEvent) -> wit::StoredEvent {
-    let record = &event.record;
-    wit::StoredEvent {
-        aggregate_type: event.stream.aggregate_type().to_owned(),
-        instance_id: event.stream.instance_id().to_owned(),
-        seq: record.seq,
-        pos: record.pos,
-        id: record.id.0.clone(),
-        event_type: record.event_type.clone(),
-        data: record.data.to_string(),
-        ts: record.ts.0,
-        meta: serde_json::to_string(&record.meta).unwrap_or_else(|_| "{}".to_owned()),
-    }
+    /// Reused buffer for the JSONL batches sent to the guest.
+    scratch: Vec<u8>,
 }
 
 impl PluginProjection {
     pub(crate) fn new(loaded: Arc<LoadedProjection>) -> Result<Self, PluginError> {
-        Ok(PluginProjection { live: Some(loaded.instantiate()?), loaded })
+        Ok(PluginProjection { live: Some(loaded.instantiate()?), loaded, scratch: Vec::new() })
     }
 
     /// The plugin's metadata.
@@ -141,15 +126,23 @@ impl PluginProjection {
         outcome.map_err(|message| PluginError::Guest { plugin: self.loaded.plugin(), call, message })
     }
 
-    /// Folds events in store-wide order (chunks of `Limits::fold_chunk`, fresh fuel each).
+    /// Folds events in store-wide order (chunks of `Limits::fold_chunk`, each one JSONL string
+    /// with fresh fuel).
     pub fn try_apply(&mut self, events: &[StoredEvent]) -> Result<(), PluginError> {
+        let mut text = std::mem::take(&mut self.scratch);
+        let mut result = Ok(());
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
-            let batch: Vec<wit::StoredEvent> = chunk.iter().map(to_wit).collect();
-            let outcome =
-                self.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, &batch))?;
-            self.guest_result(Call::Apply, outcome)?;
+            let batch = stored_lines(&mut text, chunk);
+            result = match self.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, batch)) {
+                Ok(outcome) => self.guest_result(Call::Apply, outcome),
+                Err(error) => Err(error),
+            };
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.scratch = text;
+        result
     }
 
     /// The read model as JSON.

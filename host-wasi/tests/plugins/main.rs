@@ -63,7 +63,7 @@ fn plugin_metadata_lists_the_typed_enums() {
     assert_eq!(info.kind, PluginKind::Aggregate);
     assert_eq!(
         (info.name.as_str(), info.plugin_version.as_str(), info.abi_version.as_str()),
-        ("bank-account", "0.1.0", "0.1.0")
+        ("bank-account", "0.1.0", "0.2.0")
     );
     assert_eq!(info.aggregate_type.as_deref(), Some("bank-account"));
     assert_eq!(info.event_types, ["Opened", "Deposited", "Withdrew", "TransferredOut"]);
@@ -230,8 +230,8 @@ fn wrong_abi_version_is_refused_at_load() {
     match &error {
         PluginError::AbiMismatch { plugin, found, supported } => {
             assert_eq!(plugin, "wrong-abi");
-            assert!(found.iter().any(|f| f.contains("@0.2.0")), "{found:?}");
-            assert!(supported.contains("0.1."), "{supported}");
+            assert!(found.iter().any(|f| f.contains("@0.1.0")), "{found:?}");
+            assert!(supported.contains("0.2."), "{supported}");
         }
         other => panic!("expected AbiMismatch, got {other:?}"),
     }

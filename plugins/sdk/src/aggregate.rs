@@ -5,9 +5,9 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-use evfold_core::{to_payload, Aggregate};
+use evfold_core::Aggregate;
 
-use crate::bindings::aggregate::exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest, Payload};
+use crate::bindings::aggregate::exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest};
 use crate::host::install_panic_hook;
 use crate::probe::variant_names;
 
@@ -42,22 +42,31 @@ fn with_state<A: Aggregate, R>(f: impl FnOnce(&mut A) -> R) -> R {
     })
 }
 
-/// Parses a payload (type name + JSON data text) as the adjacently tagged typed enum `T`.
-pub(crate) fn parse_tagged<T: serde::de::DeserializeOwned>(type_name: &str, data: &str) -> Result<T, String> {
-    let tag = serde_json::to_string(type_name).map_err(|e| e.to_string())?;
-    let text = if data.trim() == "null" {
-        format!("{{\"type\":{tag}}}")
-    } else {
-        format!("{{\"type\":{tag},\"data\":{data}}}")
-    };
-    serde_json::from_str(&text).map_err(|e| format!("{type_name}: {e}"))
+/// Parses one command: a tagged JSON object, straight into the typed enum.
+pub(crate) fn parse_command<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("command: {e}"))
 }
 
-/// Serializes a typed command or event as a WIT payload, exactly as the native adapter does.
-fn to_wit_payload<T: serde::Serialize>(value: &T) -> Result<Payload, String> {
-    let payload = to_payload(value).map_err(|e| e.to_string())?;
-    let data = serde_json::to_string(&payload.data).map_err(|e| e.to_string())?;
-    Ok(Payload { type_name: payload.type_name, data })
+/// Serializes events as JSONL (one tagged object per line), the form `decide` returns them in.
+pub(crate) fn to_jsonl<T: serde::Serialize>(events: &[T]) -> Result<String, String> {
+    let mut out = Vec::with_capacity(64 * events.len());
+    for event in events {
+        serde_json::to_writer(&mut out, event).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+    }
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
+/// Calls `each` on every tagged event of a JSONL batch, parsed straight into the typed enum (no
+/// intermediate JSON tree). Stops at the first event that does not decode and names it.
+pub(crate) fn for_each_event<T: serde::de::DeserializeOwned>(
+    jsonl: &str,
+    mut each: impl FnMut(T),
+) -> Result<(), String> {
+    for (index, event) in serde_json::Deserializer::from_str(jsonl).into_iter::<T>().enumerate() {
+        each(event.map_err(|e| format!("event {index} of the batch: {e}"))?);
+    }
+    Ok(())
 }
 
 impl<P: AggregatePlugin> Guest for AggregateExport<P> {
@@ -73,23 +82,21 @@ impl<P: AggregatePlugin> Guest for AggregateExport<P> {
         }
     }
 
-    fn decide(command: Payload) -> Result<Decision, String> {
+    fn decide(command: String) -> Result<Decision, String> {
         install_panic_hook();
-        let command = parse_tagged(&command.type_name, &command.data)?;
+        let command = parse_command(&command)?;
         match with_state::<P::Aggregate, _>(|state| state.handle(command)) {
-            Ok(events) => Ok(Decision::Accepted(events.iter().map(to_wit_payload).collect::<Result<_, _>>()?)),
+            Ok(events) => Ok(Decision::Accepted(to_jsonl(&events)?)),
             Err(error) => Ok(Decision::Rejected(error.to_string())),
         }
     }
 
-    fn fold(events: Vec<Payload>) -> Result<(), String> {
+    fn fold(events: String) -> Result<(), String> {
         install_panic_hook();
         with_state::<P::Aggregate, _>(|state| {
-            for payload in &events {
-                let event = parse_tagged(&payload.type_name, &payload.data)?;
+            for_each_event(&events, |event: <P::Aggregate as Aggregate>::Event| {
                 *state = std::mem::take(state).apply(&event);
-            }
-            Ok(())
+            })
         })
     }
 
@@ -113,27 +120,43 @@ impl<P: AggregatePlugin> Guest for AggregateExport<P> {
 
 #[cfg(test)]
 mod tests {
-    use evfold_core::examples::{BankEvent, CounterEvent};
+    use evfold_core::examples::{BankCommand, BankEvent, CounterEvent};
+    use evfold_core::to_payload;
 
-    use super::{parse_tagged, to_wit_payload};
+    use super::{for_each_event, parse_command, to_jsonl};
 
     #[test]
-    fn payloads_round_trip_through_the_tagged_text_form() {
-        let event = BankEvent::Deposited { amount: 42 };
-        let payload = to_wit_payload(&event).unwrap();
-        assert_eq!((payload.type_name.as_str(), payload.data.as_str()), ("Deposited", r#"{"amount":42}"#));
-        assert_eq!(parse_tagged::<BankEvent>(&payload.type_name, &payload.data).unwrap(), event);
+    fn events_cross_as_tagged_jsonl_that_matches_the_core_payload_form() {
+        let events = [BankEvent::Deposited { amount: 42 }, BankEvent::Withdrew { amount: 2 }];
+        let jsonl = to_jsonl(&events).unwrap();
+        assert_eq!(jsonl, "{\"type\":\"Deposited\",\"data\":{\"amount\":42}}\n{\"type\":\"Withdrew\",\"data\":{\"amount\":2}}\n");
+        let line: evfold_core::Payload = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+        assert_eq!(line, to_payload(&events[0]).unwrap());
+        let mut back = Vec::new();
+        for_each_event(&jsonl, |event: BankEvent| back.push(event)).unwrap();
+        assert_eq!(back, events);
     }
 
     #[test]
-    fn unit_variants_carry_null_data() {
-        let payload = to_wit_payload(&CounterEvent::Incremented).unwrap();
-        assert_eq!(payload.data, "null");
-        assert_eq!(parse_tagged::<CounterEvent>("Incremented", "null").unwrap(), CounterEvent::Incremented);
+    fn unit_variants_omit_data_and_also_accept_null() {
+        assert_eq!(to_jsonl(&[CounterEvent::Incremented]).unwrap(), "{\"type\":\"Incremented\"}\n");
+        let mut back = Vec::new();
+        for_each_event(r#"{"type":"Incremented"} {"type":"Incremented","data":null}"#, |e: CounterEvent| back.push(e))
+            .unwrap();
+        assert_eq!(back, [CounterEvent::Incremented, CounterEvent::Incremented]);
     }
 
     #[test]
-    fn a_hostile_type_name_cannot_inject_json() {
-        assert!(parse_tagged::<CounterEvent>("Incremented\",\"x\":\"", "null").is_err());
+    fn a_bad_event_or_command_is_named_not_skipped() {
+        let mut seen = 0;
+        let error =
+            for_each_event("{\"type\":\"Incremented\"}\n{\"type\":\"Nope\"}\n", |_: CounterEvent| seen += 1).unwrap_err();
+        assert_eq!(seen, 1);
+        assert!(error.starts_with("event 1 of the batch: unknown variant `Nope`"), "{error}");
+        assert!(parse_command::<BankCommand>(r#"{"type":"Deposit","data":{"amount":"x"}}"#).is_err());
+        assert_eq!(
+            parse_command::<BankCommand>(r#"{"type":"Deposit","data":{"amount":3}}"#).unwrap(),
+            BankCommand::Deposit { amount: 3 }
+        );
     }
 }

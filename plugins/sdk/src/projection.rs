@@ -5,11 +5,10 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-use evfold_core::{EventId, EventRecord, Metadata, Projection, StoredEvent, StreamId, Timestamp};
+use evfold_core::{Projection, StoredEvent};
 
-use crate::bindings::projection::exports::evfold::plugin::projection::{
-    Guest, ProjectionInfo, StoredEvent as WitEvent,
-};
+use crate::aggregate::for_each_event;
+use crate::bindings::projection::exports::evfold::plugin::projection::{Guest, ProjectionInfo};
 use crate::host::install_panic_hook;
 
 /// Ties a typed projection to the plugin crate's name and version; `export_projection!`
@@ -43,23 +42,6 @@ fn with_model<M: Projection, R>(f: impl FnOnce(&mut M) -> R) -> R {
     })
 }
 
-/// Rebuilds the core's `StoredEvent` from its WIT form.
-fn to_stored(event: WitEvent) -> Result<StoredEvent, String> {
-    let stream = StreamId::new(event.aggregate_type, event.instance_id).map_err(|e| e.to_string())?;
-    let data = serde_json::from_str(&event.data).map_err(|e| format!("event {} data: {e}", event.id))?;
-    let meta: Metadata = serde_json::from_str(&event.meta).map_err(|e| format!("event {} meta: {e}", event.id))?;
-    let record = EventRecord {
-        seq: event.seq,
-        pos: event.pos,
-        id: EventId(event.id),
-        event_type: event.event_type,
-        data,
-        ts: Timestamp(event.ts),
-        meta,
-    };
-    Ok(StoredEvent { stream, record })
-}
-
 impl<P: ProjectionPlugin> Guest for ProjectionExport<P> {
     fn metadata() -> ProjectionInfo {
         install_panic_hook();
@@ -71,11 +53,9 @@ impl<P: ProjectionPlugin> Guest for ProjectionExport<P> {
         }
     }
 
-    fn apply(events: Vec<WitEvent>) -> Result<(), String> {
+    fn apply(events: String) -> Result<(), String> {
         install_panic_hook();
-        let events = events.into_iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
-        with_model::<P::Projection, _>(|model| events.iter().for_each(|event| model.apply(event)));
-        Ok(())
+        with_model::<P::Projection, _>(|model| for_each_event(&events, |event: StoredEvent| model.apply(&event)))
     }
 
     fn snapshot() -> Result<String, String> {

@@ -12,11 +12,11 @@ use std::hint::black_box;
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "evfold:plugin/aggregate-plugin@0.1.0",
+    world: "evfold:plugin/aggregate-plugin@0.2.0",
 });
 
 use evfold::plugin::host::{log, Level};
-use exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest, Payload};
+use exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest};
 
 thread_local! {
     static VALUE: Cell<u64> = const { Cell::new(0) };
@@ -24,8 +24,19 @@ thread_local! {
 
 struct Hostile;
 
+/// One event line of raw text: `data` is pasted in unchecked (that is the point).
 fn event(type_name: &str, data: String) -> Result<Decision, String> {
-    Ok(Decision::Accepted(vec![Payload { type_name: type_name.to_owned(), data }]))
+    let mut line = String::with_capacity(data.len() + type_name.len() + 24);
+    for part in ["{\"type\":\"", type_name, "\",\"data\":", &data, "}\n"] {
+        line.push_str(part);
+    }
+    Ok(Decision::Accepted(line))
+}
+
+/// The `type` of a tagged JSON object.
+fn type_of(text: &str) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    value["type"].as_str().map(str::to_owned).ok_or_else(|| format!("no type in {text}"))
 }
 
 /// A JSON string literal of `len` bytes plus quotes, filled in bulk (cheap in fuel, so the
@@ -86,8 +97,8 @@ impl Guest for Hostile {
         }
     }
 
-    fn decide(command: Payload) -> Result<Decision, String> {
-        match command.type_name.as_str() {
+    fn decide(command: String) -> Result<Decision, String> {
+        match type_of(&command)?.as_str() {
             "Increment" => event("Incremented", "null".into()),
             "Loop" => spin(),
             "Bomb" => bomb(),
@@ -112,9 +123,9 @@ impl Guest for Hostile {
         }
     }
 
-    fn fold(events: Vec<Payload>) -> Result<(), String> {
-        for e in events {
-            match e.type_name.as_str() {
+    fn fold(events: String) -> Result<(), String> {
+        for line in events.lines().filter(|line| !line.trim().is_empty()) {
+            match type_of(line)?.as_str() {
                 "Incremented" => VALUE.with(|v| v.set(v.get() + 1)),
                 other => return Err(format!("unknown event {other}")),
             }

@@ -1,11 +1,12 @@
-//! The `wrong-abi` test plugin: a trivial aggregate built against `evfold:plugin@0.2.0`, a
-//! version the host does not support. The host must refuse it at load with an ABI error.
+//! The `wrong-abi` test plugin: a trivial aggregate built against `evfold:plugin@0.1.0` (a frozen
+//! copy of that older ABI in `wit/`), a version the host no longer supports. The host must refuse
+//! it at load with an ABI error.
 
 #![allow(unsafe_code, missing_docs)]
 
 wit_bindgen::generate!({
     path: "wit",
-    world: "evfold:plugin/aggregate-plugin@0.2.0",
+    world: "evfold:plugin/aggregate-plugin@0.1.0",
 });
 
 use exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest, Payload};
