@@ -164,6 +164,12 @@ pub struct ReaderSettings {
     pub batch_size: usize,
     /// See [`ReaderConfig::checkpoint_every_events`].
     pub checkpoint_every_events: u64,
+    /// See [`ReaderConfig::checkpoint_every_ms`] (absent in journals written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_ms: Option<u64>,
+    /// See [`ReaderConfig::checkpoint_quiet_ms`] (absent in journals written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_quiet_ms: Option<u64>,
     /// See [`ReaderConfig::max_dispatch_attempts`].
     pub max_dispatch_attempts: u32,
     /// See [`ReaderConfig::retry_backoff_ms`].
@@ -175,6 +181,8 @@ impl From<&ReaderConfig> for ReaderSettings {
         ReaderSettings {
             batch_size: c.batch_size,
             checkpoint_every_events: c.checkpoint_every_events,
+            checkpoint_every_ms: c.checkpoint_every_ms,
+            checkpoint_quiet_ms: c.checkpoint_quiet_ms,
             max_dispatch_attempts: c.max_dispatch_attempts,
             retry_backoff_ms: c.retry_backoff_ms,
         }
@@ -186,6 +194,8 @@ impl From<ReaderSettings> for ReaderConfig {
         ReaderConfig {
             batch_size: s.batch_size,
             checkpoint_every_events: s.checkpoint_every_events,
+            checkpoint_every_ms: s.checkpoint_every_ms,
+            checkpoint_quiet_ms: s.checkpoint_quiet_ms,
             max_dispatch_attempts: s.max_dispatch_attempts,
             retry_backoff_ms: s.retry_backoff_ms,
         }
@@ -237,6 +247,8 @@ pub enum InputRecord {
     },
     /// A timeout (either machine kind).
     Timeout,
+    /// [`ReaderInput::Flush`].
+    Flush,
 }
 
 impl InputRecord {
@@ -249,6 +261,7 @@ impl InputRecord {
             InputRecord::Rebuild => "rebuild",
             InputRecord::Completed { .. } => "completed",
             InputRecord::Timeout => "timeout",
+            InputRecord::Flush => "flush",
         }
     }
 }
@@ -446,7 +459,7 @@ impl Machine for AggregateMachine {
             InputRecord::Query { id } => AggregateInput::Query { id: CommandId(id) },
             InputRecord::Completed { io, result } => AggregateInput::Completed { io: IoId(io), result: result.clone() },
             InputRecord::Timeout => AggregateInput::Timeout,
-            InputRecord::Wake | InputRecord::Rebuild => return None,
+            InputRecord::Wake | InputRecord::Rebuild | InputRecord::Flush => return None,
         })
     }
 }
@@ -457,6 +470,7 @@ fn record_reader(input: &ReaderInput) -> InputRecord {
         ReaderInput::Rebuild => InputRecord::Rebuild,
         ReaderInput::Completed { io, result } => InputRecord::Completed { io: io.0, result: result.clone() },
         ReaderInput::Timeout => InputRecord::Timeout,
+        ReaderInput::Flush => InputRecord::Flush,
     }
 }
 
@@ -466,6 +480,7 @@ fn unrecord_reader(record: &InputRecord) -> Option<ReaderInput> {
         InputRecord::Rebuild => ReaderInput::Rebuild,
         InputRecord::Completed { io, result } => ReaderInput::Completed { io: IoId(io), result: result.clone() },
         InputRecord::Timeout => ReaderInput::Timeout,
+        InputRecord::Flush => ReaderInput::Flush,
         InputRecord::Command { .. } | InputRecord::Query { .. } => return None,
     })
 }

@@ -15,9 +15,18 @@ use crate::types::{Position, StoredEvent, Timestamp};
 pub struct ReaderConfig {
     /// Events per `ReadAll`.
     pub batch_size: usize,
-    /// Save a checkpoint once this many events were folded since the last save (and always when
-    /// caught up with unsaved events). 1 = after every batch.
+    /// Save a checkpoint once this many events were folded since the last save (and, unless
+    /// `checkpoint_quiet_ms` is set, always when caught up with unsaved events). 1 = after every
+    /// batch.
     pub checkpoint_every_events: u64,
+    /// Also save once this many ms have passed since the last save (checked after each batch,
+    /// with the `now` the host passes in). `None` = no time trigger.
+    pub checkpoint_every_ms: Option<u64>,
+    /// When caught up with unsaved events, wait until no new event arrived for this many ms
+    /// before saving (the save is announced through `poll_timeout`; the folded state answers
+    /// queries meanwhile). `None` = save as soon as caught up. A checkpoint is an optimization:
+    /// losing the newest one only means folding again from an older one.
+    pub checkpoint_quiet_ms: Option<u64>,
     /// Delivery attempts per dispatched command before it is dead-lettered (process managers).
     pub max_dispatch_attempts: u32,
     /// First retry delay; doubles per attempt.
@@ -26,7 +35,22 @@ pub struct ReaderConfig {
 
 impl Default for ReaderConfig {
     fn default() -> Self {
-        ReaderConfig { batch_size: 512, checkpoint_every_events: 1, max_dispatch_attempts: 3, retry_backoff_ms: 100 }
+        ReaderConfig {
+            batch_size: 512,
+            checkpoint_every_events: 1,
+            checkpoint_every_ms: None,
+            checkpoint_quiet_ms: None,
+            max_dispatch_attempts: 3,
+            retry_backoff_ms: 100,
+        }
+    }
+}
+
+impl ReaderConfig {
+    /// This config with checkpoints after every batch and whenever caught up (no coalescing):
+    /// what process managers use, since their checkpoint bounds re-dispatch after a crash.
+    pub fn every_batch(self) -> Self {
+        ReaderConfig { checkpoint_every_events: 1, checkpoint_every_ms: None, checkpoint_quiet_ms: None, ..self }
     }
 }
 
@@ -46,6 +70,9 @@ pub enum ReaderInput {
     },
     /// Time has reached `now`; spurious calls are no-ops.
     Timeout,
+    /// Save now if the reader is idle with unsaved events (the host is shutting down, or wants
+    /// the checkpoint current); otherwise a no-op.
+    Flush,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +115,10 @@ struct Cursor {
     wake_pending: bool,
     rebuild_pending: bool,
     retry_at: Option<Timestamp>,
+    /// A coalesced save waiting for a quiet period (`checkpoint_quiet_ms`).
+    save_at: Option<Timestamp>,
+    /// When the last save completed (or the checkpoint was loaded).
+    last_save_at: Timestamp,
     failures: u32,
     in_flight: BTreeMap<IoId, Purpose>,
     next_io: u64,
@@ -108,6 +139,8 @@ impl Cursor {
             wake_pending: true,
             rebuild_pending: false,
             retry_at: None,
+            save_at: None,
+            last_save_at: now,
             failures: 0,
             in_flight: BTreeMap::new(),
             next_io: 0,
@@ -138,6 +171,7 @@ impl Cursor {
 
     fn save(&mut self, state: Value) {
         self.phase = Phase::Saving;
+        self.save_at = None;
         let checkpoint = Checkpoint { position: self.position.clone(), cursors: self.cursors.clone(), state };
         self.emit(Purpose::Save, Io::WriteCheckpoint { reader: self.name.clone(), checkpoint });
     }
@@ -154,6 +188,8 @@ impl Cursor {
             }
         }
         self.unsaved_events = 0;
+        self.save_at = None;
+        self.last_save_at = self.now;
     }
 
     /// Keeps the events this reader has not folded yet; a gap in a stream's `seq` is fatal.
@@ -175,17 +211,49 @@ impl Cursor {
     }
 
     fn should_save(&self, caught_up: bool) -> bool {
-        self.unsaved_events >= self.config.checkpoint_every_events.max(1) || (caught_up && self.unsaved_events > 0)
+        if self.unsaved_events == 0 {
+            return false;
+        }
+        let by_count = self.unsaved_events >= self.config.checkpoint_every_events.max(1);
+        let by_time =
+            self.config.checkpoint_every_ms.is_some_and(|ms| self.now.0 >= self.last_save_at.0.saturating_add(ms));
+        by_count || by_time || (caught_up && self.config.checkpoint_quiet_ms.is_none())
     }
 
-    /// After a batch settled (and maybe a save): read on, or go idle.
+    /// A save completed: nothing is unsaved.
+    fn saved(&mut self) {
+        self.failures = 0;
+        self.unsaved_events = 0;
+        self.last_save_at = self.now;
+        let (reader, position) = (self.name.clone(), self.position.clone());
+        self.outputs.push_back(Output::Notify(Notification::CheckpointSaved { reader, position }));
+    }
+
+    /// After a batch settled (and maybe a save): read on, or go idle (scheduling a coalesced
+    /// save after the quiet period if events are unsaved).
     fn continue_or_idle(&mut self) {
         if self.last_batch_full || self.wake_pending {
             self.read();
         } else {
             self.phase = Phase::Idle;
+            self.save_at = match self.config.checkpoint_quiet_ms {
+                Some(quiet) if self.unsaved_events > 0 => Some(Timestamp(self.now.0.saturating_add(quiet))),
+                _ => None,
+            };
             self.outputs.push_back(Output::Notify(Notification::CaughtUp { reader: self.name.clone() }));
         }
+    }
+
+    /// Whether an idle reader should save now: its quiet period is over, or the host flushes.
+    fn take_due_save(&mut self, flush: bool) -> bool {
+        if self.phase != Phase::Idle || self.unsaved_events == 0 {
+            return false;
+        }
+        let due = flush || self.save_at.is_some_and(|at| self.now >= at);
+        if due {
+            self.save_at = None;
+        }
+        due
     }
 
     fn backoff(&mut self, retry: Retry, error: &IoError) {
@@ -205,7 +273,11 @@ impl Cursor {
     }
 
     fn poll_timeout(&self) -> Option<(Timestamp, &'static str)> {
-        self.retry_at.map(|t| (t, "retry"))
+        let save = self.save_at.filter(|_| self.phase == Phase::Idle).map(|t| (t, "coalesced checkpoint"));
+        match (self.retry_at.map(|t| (t, "retry")), save) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -274,6 +346,13 @@ impl ProjectionMachine {
                             Retry::Save => self.save(),
                         }
                     }
+                } else if c.take_due_save(false) {
+                    self.save();
+                }
+            }
+            ReaderInput::Flush => {
+                if c.take_due_save(true) {
+                    self.save();
                 }
             }
             ReaderInput::Completed { io, result } => self.complete(io, result),
@@ -361,11 +440,7 @@ impl ProjectionMachine {
     }
 
     fn on_saved(&mut self) {
-        self.cursor.failures = 0;
-        self.cursor.unsaved_events = 0;
-        let position = self.cursor.position.clone();
-        let reader = self.cursor.name.clone();
-        self.cursor.outputs.push_back(Output::Notify(Notification::CheckpointSaved { reader, position }));
+        self.cursor.saved();
         if self.cursor.rebuild_pending {
             return self.rebuild();
         }
@@ -443,6 +518,11 @@ impl ProcessManagerMachine {
                 self.cursor.fail(format!("{}: process managers cannot be rebuilt", self.cursor.name));
             }
             ReaderInput::Timeout => self.on_timeout(),
+            ReaderInput::Flush => {
+                if self.cursor.take_due_save(true) {
+                    self.save();
+                }
+            }
             ReaderInput::Completed { io, result } => self.complete(io, result),
         }
     }
@@ -477,6 +557,8 @@ impl ProcessManagerMachine {
                     Retry::Save => self.save(),
                 }
             }
+        } else if self.cursor.take_due_save(false) {
+            self.save();
         }
     }
 
@@ -493,10 +575,7 @@ impl ProcessManagerMachine {
             (Purpose::Load, IoResult::Checkpoint(checkpoint)) => self.on_checkpoint(checkpoint),
             (Purpose::Read, IoResult::Batch { events, next }) => self.on_batch(events, next),
             (Purpose::Save, IoResult::Done) => {
-                self.cursor.failures = 0;
-                self.cursor.unsaved_events = 0;
-                let (reader, position) = (self.cursor.name.clone(), self.cursor.position.clone());
-                self.cursor.outputs.push_back(Output::Notify(Notification::CheckpointSaved { reader, position }));
+                self.cursor.saved();
                 self.cursor.continue_or_idle();
             }
             (Purpose::Dispatch, IoResult::Done) => {
@@ -604,5 +683,135 @@ impl ProcessManagerMachine {
         } else {
             self.cursor.continue_or_idle();
         }
+    }
+}
+
+#[cfg(test)]
+mod coalescing_tests {
+    //! The checkpoint policy: by count, by time since the last save, after a quiet period once
+    //! caught up, and on `Flush`; the default still saves after every batch.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::TypedProjection;
+    use crate::examples::Balances;
+    use crate::types::{EventId, EventRecord, Metadata, StreamId};
+
+    fn deposit(pos: u64) -> StoredEvent {
+        let record = EventRecord {
+            seq: pos,
+            pos,
+            id: EventId(format!("e{pos}")),
+            event_type: "Deposited".into(),
+            data: json!({"amount": 1}),
+            ts: Timestamp(0),
+            meta: Metadata::default(),
+        };
+        StoredEvent { stream: StreamId::new("bank-account", "a").unwrap(), record }
+    }
+
+    fn machine(config: ReaderConfig) -> ProjectionMachine {
+        ProjectionMachine::new(Box::new(TypedProjection::<Balances>::default()), config, Timestamp(0))
+    }
+
+    /// Drains outputs, answering the checkpoint load with none and `ReadAll` from `log`; returns
+    /// the positions of the checkpoints written.
+    fn run(m: &mut ProjectionMachine, now: u64, log: &[StoredEvent]) -> Vec<u64> {
+        let mut saved = Vec::new();
+        while let Some(output) = m.poll() {
+            let Output::Io { io, request } = output else { continue };
+            let result = match request {
+                Io::ReadCheckpoint { .. } => IoResult::Checkpoint(None),
+                Io::ReadAll { after, max_events } => {
+                    let after = after.0.as_u64().unwrap_or(0);
+                    let events: Vec<_> =
+                        log.iter().filter(|e| e.record.pos > after).take(max_events).cloned().collect();
+                    let next = events.last().map_or(after, |e| e.record.pos);
+                    IoResult::Batch { events, next: Position(Value::from(next)) }
+                }
+                Io::WriteCheckpoint { checkpoint, .. } => {
+                    saved.push(checkpoint.position.0.as_u64().unwrap_or(0));
+                    IoResult::Done
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            m.handle(Timestamp(now), ReaderInput::Completed { io, result });
+        }
+        saved
+    }
+
+    fn coalesced() -> ReaderConfig {
+        ReaderConfig {
+            batch_size: 4,
+            checkpoint_every_events: 10,
+            checkpoint_every_ms: Some(1_000),
+            checkpoint_quiet_ms: Some(100),
+            ..ReaderConfig::default()
+        }
+    }
+
+    #[test]
+    fn default_config_saves_after_every_batch_and_when_caught_up() {
+        let log: Vec<_> = (1..=6).map(deposit).collect();
+        let mut m = machine(ReaderConfig { batch_size: 4, ..ReaderConfig::default() });
+        assert_eq!(run(&mut m, 0, &log), vec![4, 6]);
+        assert!(m.is_idle());
+        assert_eq!(m.poll_timeout(), None);
+    }
+
+    #[test]
+    fn caught_up_saves_wait_for_a_quiet_period_and_state_is_visible_before() {
+        let mut log: Vec<_> = (1..=3).map(deposit).collect();
+        let mut m = machine(coalesced());
+        assert!(run(&mut m, 0, &log).is_empty(), "caught up: the save waits");
+        assert!(m.is_idle());
+        assert_eq!(m.state().unwrap()["events"], 3, "folded state is visible before the save");
+        assert_eq!(m.poll_timeout(), Some((Timestamp(100), "coalesced checkpoint")));
+        // A new event 50 ms later restarts the quiet period.
+        log.push(deposit(4));
+        m.handle(Timestamp(50), ReaderInput::Wake);
+        assert!(run(&mut m, 50, &log).is_empty());
+        assert_eq!(m.poll_timeout(), Some((Timestamp(150), "coalesced checkpoint")));
+        m.handle(Timestamp(120), ReaderInput::Timeout);
+        assert!(run(&mut m, 120, &log).is_empty(), "not yet quiet long enough");
+        m.handle(Timestamp(150), ReaderInput::Timeout);
+        assert_eq!(run(&mut m, 150, &log), vec![4]);
+        assert_eq!(m.poll_timeout(), None, "nothing unsaved, nothing scheduled");
+        m.handle(Timestamp(500), ReaderInput::Flush);
+        assert!(run(&mut m, 500, &log).is_empty(), "flush with nothing unsaved writes nothing");
+    }
+
+    #[test]
+    fn count_and_time_triggers_save_while_catching_up() {
+        let log: Vec<_> = (1..=25).map(deposit).collect();
+        let mut m = machine(coalesced());
+        // Batches of 4: 12 >= 10 events unsaved after the third batch, then 24, then 25 waits.
+        assert_eq!(run(&mut m, 0, &log), vec![12, 24]);
+        let mut m = machine(ReaderConfig { checkpoint_every_events: 1_000, ..coalesced() });
+        assert!(run(&mut m, 0, &log[..5]).is_empty());
+        // 1 s after the last save (the load at t=0), the next batch saves although not quiet.
+        m.handle(Timestamp(1_000), ReaderInput::Wake);
+        assert_eq!(run(&mut m, 1_000, &log[..9]), vec![9]);
+    }
+
+    #[test]
+    fn flush_saves_an_idle_reader_at_once() {
+        let log: Vec<_> = (1..=3).map(deposit).collect();
+        let mut m = machine(coalesced());
+        assert!(run(&mut m, 0, &log).is_empty());
+        m.handle(Timestamp(1), ReaderInput::Flush);
+        assert_eq!(run(&mut m, 1, &log), vec![3]);
+        assert_eq!(m.poll_timeout(), None);
+    }
+
+    #[test]
+    fn every_batch_turns_coalescing_off() {
+        let config = coalesced().every_batch();
+        assert_eq!(
+            (config.checkpoint_every_events, config.checkpoint_every_ms, config.checkpoint_quiet_ms),
+            (1, None, None)
+        );
+        assert_eq!(config.batch_size, 4);
     }
 }

@@ -58,6 +58,7 @@ impl Plan {
                 checkpoint_every_events: rng.range(1, 3),
                 max_dispatch_attempts: rng.range(1, 3) as u32,
                 retry_backoff_ms: rng.range(1, 4),
+                ..ReaderConfig::default()
             },
         }
     }
