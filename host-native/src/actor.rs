@@ -165,7 +165,7 @@ impl Actor {
         let now = self.inner.now();
         match message {
             ActorMsg::Command { command, context, expected, ids: Some(seed), reply }
-                if self.inner.ledger.contains_id(&seed.event_id(0)) =>
+                if matches!(self.inner.ledger.contains_id(&seed.event_id(0)), Ok(true)) =>
             {
                 // An idempotent re-delivery (process-manager dispatch ids derive the event ids):
                 // its events are already stored, so it is acknowledged without running again.
@@ -403,7 +403,7 @@ impl Actor {
     ) -> Result<Result<Vec<evfold_core::EventRecord>, EventId>, StoreError> {
         self.ensure_file()?;
         let base = self.log.len;
-        let allocated = match self.inner.ledger.allocate(&self.stream, base, self.log.version + 1, events, dedup) {
+        let allocated = match self.inner.ledger.allocate(&self.stream, base, self.log.version + 1, events, dedup)? {
             Ok(allocated) => allocated,
             Err(duplicate) => return Ok(Err(duplicate.0)),
         };

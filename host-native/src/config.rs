@@ -95,7 +95,9 @@ pub struct StoreConfig {
     pub clock: Clock,
     /// Event-id entropy.
     pub id_seeds: IdSeedSource,
-    /// Projection / process-manager tuning.
+    /// Projection / process-manager tuning. By default projection checkpoints are coalesced
+    /// ([`coalesced_reader_config`]); process managers always checkpoint after every batch
+    /// ([`ReaderConfig::every_batch`]) whatever this says.
     pub reader: ReaderConfig,
     /// Most events one group commit appends.
     pub max_batch_events: usize,
@@ -114,11 +116,24 @@ impl Default for StoreConfig {
             snapshot_every: Some(1000),
             clock: system_clock(),
             id_seeds: random_id_seeds(),
-            reader: ReaderConfig::default(),
+            reader: coalesced_reader_config(),
             max_batch_events: 1024,
             max_event_bytes: 1 << 20,
             reader_wake_delay: Duration::from_millis(10),
         }
+    }
+}
+
+/// The native store's default reader tuning: a projection saves its checkpoint after 100,000
+/// unsaved events or 10 s since its last save (checked per batch), and otherwise once caught up
+/// and quiet for 1 s, and when the store closes. Between saves the folded state answers queries;
+/// a crash only means folding again from the last saved checkpoint.
+pub fn coalesced_reader_config() -> ReaderConfig {
+    ReaderConfig {
+        checkpoint_every_events: 100_000,
+        checkpoint_every_ms: Some(10_000),
+        checkpoint_quiet_ms: Some(1_000),
+        ..ReaderConfig::default()
     }
 }
 

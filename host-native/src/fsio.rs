@@ -46,6 +46,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     sync_dir(dir)
 }
 
+/// Replaces `path` with `bytes` atomically but without forcing them to disk (temp file +
+/// rename): readers see the old or the new content, never a mix; after a crash the file may
+/// hold the old content, or (on file systems that reorder the rename before the data) be
+/// unreadable. For caches whose loss only costs recomputation (projection checkpoints).
+pub fn atomic_replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().expect("store files live in a directory");
+    create_dir_durable(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(|e| StoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))
+}
+
 /// Appends one line to a JSONL side file (dead letters) and fsyncs it.
 pub fn append_line_durable(path: &Path, line: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().expect("store files live in a directory");

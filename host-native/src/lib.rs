@@ -88,8 +88,8 @@ pub mod verify;
 pub use actor::InjectOutcome;
 pub use bus::{BusError, CommandBus};
 pub use config::{
-    counting_id_seeds, random_id_seeds, system_clock, Clock, Durability, Faults, IdSeedSource, ManualClock,
-    StoreConfig, StoreStats,
+    coalesced_reader_config, counting_id_seeds, random_id_seeds, system_clock, Clock, Durability, Faults, IdSeedSource,
+    ManualClock, StoreConfig, StoreStats,
 };
 pub use error::{ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};

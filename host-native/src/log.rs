@@ -146,6 +146,44 @@ pub fn load_headers(path: &Path, torn: TornTail) -> Result<Option<Headers>, Stor
     Ok(Some(Headers { bytes, base: 0, before_seq: 0, lines }))
 }
 
+/// Open-time check of one log without reading it all: when its last line is complete and valid
+/// (CRC, header), its length and version (that line's `seq`); otherwise the log is loaded whole
+/// with recovery (torn tail quarantined and truncated, corruption refused), as a full scan
+/// would. `None` if there is no file. Lines before the last are checked when first read.
+pub fn open_state(path: &Path) -> Result<Option<(u64, u64)>, StoreError> {
+    if let Some(state) = last_line_state(path) {
+        return Ok(Some(state));
+    }
+    Ok(load_headers(path, TornTail::Quarantine)?.map(|h| (h.len(), h.version())))
+}
+
+/// (length, seq of the last line) when the file ends with a complete valid line (or is empty).
+fn last_line_state(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len == 0 {
+        return Some((0, 0));
+    }
+    let mut chunk = 4096u64;
+    loop {
+        let start = len.saturating_sub(chunk);
+        let mut buf = vec![0u8; (len - start) as usize];
+        file.read_exact_at(&mut buf, start).ok()?;
+        let body = buf.strip_suffix(b"\n")?;
+        let line = match body.iter().rposition(|b| *b == b'\n') {
+            Some(i) => &body[i + 1..],
+            None if start == 0 => body,
+            None => {
+                chunk *= 4;
+                continue;
+            }
+        };
+        let (seq, _, _) = header(line)?;
+        return Some((len, seq));
+    }
+}
+
 /// Reads only the lines after `after_seq` of a clean log known (from this process's own scan
 /// or writes) to be `len` bytes and `version` events long, scanning backwards from the end.
 /// `None` if the file does not look exactly like that (the caller then loads it whole).
@@ -155,6 +193,9 @@ pub fn load_tail(path: &Path, len: u64, version: u64, after_seq: u64) -> Option<
     let file = std::fs::File::open(path).ok()?;
     if file.metadata().ok()?.len() != len {
         return None;
+    }
+    if need == 0 {
+        return Some(Headers { bytes: Vec::new(), base: len, before_seq: after_seq, lines: Vec::new() });
     }
     // Read backwards until the buffer holds more than `need` newlines (or the whole file).
     let mut tail: Vec<u8> = Vec::new();

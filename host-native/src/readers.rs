@@ -149,6 +149,8 @@ struct ReaderThread {
     dispatched: (u64, u64),
     dead_lettered: (u64, u64),
     wake_at: Option<Instant>,
+    /// The store is closing: the final checkpoint is written durably.
+    closing: bool,
 }
 
 /// Starts a projection's thread.
@@ -167,7 +169,9 @@ pub(crate) fn spawn_process_manager(
     manager: Box<dyn DynProcessManager>,
 ) -> Result<ReaderRef, StoreError> {
     let name = manager.name().to_owned();
-    let machine = ProcessManagerMachine::new(manager, inner.config.reader.clone(), inner.now());
+    // A process manager's checkpoint bounds re-dispatch after a crash: never coalesced.
+    let config = inner.config.reader.clone().every_batch();
+    let machine = ProcessManagerMachine::new(manager, config, inner.now());
     spawn(inner, name, ReaderKind::ProcessManager, Machine::Manager(machine))
 }
 
@@ -196,6 +200,7 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         dispatched: (0, 0),
         dead_lettered: (0, 0),
         wake_at: None,
+        closing: false,
     };
     let failure = Arc::new(std::sync::Mutex::new(None));
     let (thread_failure, thread_mailbox, thread_name) = (failure.clone(), mailbox.clone(), name.clone());
@@ -278,7 +283,10 @@ impl ReaderThread {
                     self.wake_at.get_or_insert_with(|| Instant::now() + delay);
                 }
                 Received::Timeout => self.on_deadline(now),
-                Received::Closed => break,
+                Received::Closed => {
+                    self.flush(now);
+                    break;
+                }
             }
         }
         for waiter in self.waiters.drain(..) {
@@ -287,6 +295,13 @@ impl ReaderThread {
                 Waiter::Run(reply) => drop(reply.send(Err(StoreError::Closed))),
             }
         }
+    }
+
+    /// The store is closing: save what is folded but unsaved, durably.
+    fn flush(&mut self, now: Timestamp) {
+        self.closing = true;
+        self.machine.handle(now, ReaderInput::Flush);
+        self.drain();
     }
 
     fn on_deadline(&mut self, now: Timestamp) {
@@ -433,10 +448,7 @@ impl ReaderThread {
         match request {
             Io::ReadCheckpoint { .. } => self.read_checkpoint(),
             Io::ReadAll { after, max_events } => self.read_all(&after, max_events),
-            Io::WriteCheckpoint { checkpoint, .. } => {
-                let bytes = serde_json::to_vec(&checkpoint).expect("a checkpoint serializes");
-                done_or_storage(fsio::atomic_write(&self.dir.join(CHECKPOINT_FILE), &bytes))
-            }
+            Io::WriteCheckpoint { checkpoint, .. } => self.write_checkpoint(&checkpoint),
             Io::Dispatch { dispatch_id, command } => self.dispatch(&dispatch_id, command),
             Io::WriteDeadLetter { letter, .. } => {
                 let mut line = serde_json::to_vec(&letter).expect("a dead letter serializes");
@@ -445,6 +457,17 @@ impl ReaderThread {
             }
             other => IoResult::Failed(IoError::new(IoErrorKind::Storage, format!("not a reader request: {other:?}"))),
         }
+    }
+
+    /// Process managers and the final save at close: temp file, fsync, rename, directory
+    /// fsync. Other projection saves: temp file + rename only (atomic, not forced to disk; the
+    /// kernel writes it back within seconds). A crash can then leave an older checkpoint or an
+    /// unreadable one, and either only means folding again (see `unusable_checkpoint`).
+    fn write_checkpoint(&mut self, checkpoint: &Checkpoint) -> IoResult {
+        let bytes = serde_json::to_vec(checkpoint).expect("a checkpoint serializes");
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let durable = self.kind == ReaderKind::ProcessManager || self.closing;
+        done_or_storage(if durable { fsio::atomic_write(&path, &bytes) } else { fsio::atomic_replace(&path, &bytes) })
     }
 
     fn read_checkpoint(&mut self) -> IoResult {
@@ -459,7 +482,10 @@ impl ReaderThread {
             Err(e) => return self.unusable_checkpoint(format!("{} does not decode: {e}", path.display())),
         };
         let position = checkpoint.position.0.as_u64().unwrap_or(0);
-        let watermark = self.inner.ledger.watermark();
+        let watermark = match self.inner.ledger.watermark() {
+            Ok(watermark) => watermark,
+            Err(e) => return IoResult::Failed(IoError::new(IoErrorKind::Storage, e.to_string())),
+        };
         if position > watermark {
             let reason = format!("{} is at pos {position}, past the store's end {watermark}", path.display());
             return self.unusable_checkpoint(reason);
@@ -545,7 +571,7 @@ pub(crate) fn read_positions(
     after: u64,
     max: usize,
 ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
-    let (entries, next) = ledger.slice(after, max);
+    let (entries, next) = ledger.slice(after, max)?;
     let mut groups: HashMap<Arc<evfold_core::StreamId>, Vec<(usize, u64, u64)>> = HashMap::new();
     for (i, (pos, entry)) in entries.iter().enumerate() {
         groups.entry(entry.stream.clone()).or_default().push((i, *pos, entry.offset));

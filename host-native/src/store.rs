@@ -24,7 +24,7 @@ pub use crate::config::Durability;
 use crate::config::{Clock, Faults, IdSeedSource, Stats, StoreConfig, StoreStats};
 use crate::error::{ExecuteError, JsonExecuteError, StoreError};
 use crate::layout::{self, StoreLayout};
-use crate::ledger::{Found, Ledger};
+use crate::ledger::{Found, Ledger, Scan};
 use crate::log::{self, TornTail};
 use crate::mailbox::Mailbox;
 use crate::readers::{self, ProcessManagerReport, ReaderKind, ReaderRef, RedeliveryReport};
@@ -393,7 +393,7 @@ impl AggregateStoreBuilder {
         let _span =
             tracing::info_span!("open", root = %self.layout.root().display(), read_only = self.read_only).entered();
         let lock = if self.read_only { None } else { Some(take_lock(&self.layout)?) };
-        let ledger = scan_store(&self.layout, self.read_only)?;
+        let ledger = if self.read_only { scan_store(&self.layout, true)? } else { open_logs(&self.layout)? };
         let inner = Arc::new(Inner {
             layout: self.layout,
             config: self.config,
@@ -459,9 +459,36 @@ fn take_lock(layout: &StoreLayout) -> Result<File, StoreError> {
     Ok(file)
 }
 
+/// Writer open without a full scan: checks the last line of every log (a torn or corrupt one
+/// is recovered or refused exactly as a full scan would, by loading that log whole), records
+/// each log's length and version, and leaves the store-wide index to be built on first need.
+fn open_logs(layout: &StoreLayout) -> Result<Ledger, StoreError> {
+    let _span = tracing::debug_span!("open_logs").entered();
+    let mut logs = Vec::new();
+    for stream in layout::list_streams(layout, None)? {
+        if let Some((len, version)) = log::open_state(&layout.events_file(&stream))? {
+            logs.push((stream, len, version));
+        }
+    }
+    let layout = layout.clone();
+    let scanner = Box::new(move || scan_logs(&layout, false));
+    Ok(Ledger::lazy(scanner, logs))
+}
+
 /// Scans every stream (recovering torn tails unless read-only; refusing corruption) and
 /// rebuilds the store-wide index from what is on disk.
 pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger, StoreError> {
+    let scan = scan_logs(layout, read_only)?;
+    Ledger::rebuild(scan.found, scan.logs, read_only).map_err(|dup| StoreError::Corrupt {
+        path: layout.streams_dir(),
+        line: 0,
+        offset: 0,
+        reason: format!("pos {} appears in both {} and {}", dup.pos, dup.streams.0, dup.streams.1),
+    })
+}
+
+/// Reads and CRC-checks every log (without decoding JSON): every event's pos, offset and id.
+fn scan_logs(layout: &StoreLayout, read_only: bool) -> Result<Scan, StoreError> {
     let _span = tracing::debug_span!("scan_store").entered();
     let torn = if read_only { TornTail::Ignore } else { TornTail::Quarantine };
     let mut found: Vec<Found> = Vec::new();
@@ -475,12 +502,7 @@ pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger
             found.push((line.pos, stream.clone(), line.offset, line.id));
         }
     }
-    Ledger::rebuild(found, logs, read_only).map_err(|dup| StoreError::Corrupt {
-        path: layout.streams_dir(),
-        line: 0,
-        offset: 0,
-        reason: format!("pos {} appears in both {} and {}", dup.pos, dup.streams.0, dup.streams.1),
-    })
+    Ok(Scan { found, logs })
 }
 
 /// One page of [`AggregateStore::list_streams_page`].
@@ -524,6 +546,13 @@ impl AggregateStore {
     /// Whether the store was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only
+    }
+
+    /// Test hook: whether the store-wide index has been built (a writer builds it on first
+    /// need, not at open).
+    #[doc(hidden)]
+    pub fn index_is_built(&self) -> bool {
+        self.inner.ledger.is_built()
     }
 
     /// Write counters since open (appends, fsyncs, events): group commit shows as fewer
@@ -672,9 +701,13 @@ impl AggregateStore {
         .await
     }
 
-    /// The highest position readers may see (every event at or below it is durable).
+    /// The highest position readers may see (every event at or below it is durable). Builds
+    /// the store-wide index on first use; 0 (and an error in the log) if a log cannot be read.
     pub fn durable_position(&self) -> u64 {
-        self.inner.ledger.watermark()
+        self.inner.ledger.watermark().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot build the store-wide index");
+            0
+        })
     }
 
     /// Appends a pre-validated event (relay sync) to `aggregate_type/id`, unless an event with
@@ -819,7 +852,7 @@ async fn blocking<T: Send + 'static>(
 fn read_stream_records(inner: &Inner, stream: &StreamId, after_seq: u64) -> Result<Vec<EventRecord>, StoreError> {
     let path = inner.layout.events_file(stream);
     let Some(loaded) = log::load(&path, TornTail::Ignore)? else { return Ok(Vec::new()) };
-    let watermark = (!inner.read_only).then(|| inner.ledger.watermark());
+    let watermark = if inner.read_only { None } else { Some(inner.ledger.watermark()?) };
     Ok(loaded.records.into_iter().filter(|r| r.seq > after_seq && watermark.is_none_or(|w| r.pos <= w)).collect())
 }
 

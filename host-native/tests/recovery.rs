@@ -76,7 +76,13 @@ async fn corrupt_middle_line_is_refused_with_file_line_and_offset() {
     bytes[target] = b'X';
     std::fs::write(&path, &bytes).unwrap();
 
-    let error = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap_err();
+    // Open checks only each log's last line; a corrupt earlier line is refused when it is read:
+    // by the stream's first load, and by the store-wide index scan (first append or reader).
+    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap();
+    let counter = store.get::<Counter>("c").await.unwrap();
+    let error = counter.state().await.unwrap_err().to_string();
+    assert!(error.contains("line 2") && error.contains("CRC"), "{error}");
+    let error = store.read_all(1).await.unwrap_err();
     match &error {
         StoreError::Corrupt { path: p, line, offset, reason } => {
             assert_eq!((p, *line, *offset), (&path, 2, second as u64));
@@ -85,6 +91,8 @@ async fn corrupt_middle_line_is_refused_with_file_line_and_offset() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     assert!(error.to_string().contains("line 2"), "{error}");
+    assert!(counter.execute(CounterCommand::Increment, ctx()).await.is_err(), "no append past a corrupt store");
+    store.close().await;
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was changed");
 
     let report = verify_store(dir.path()).unwrap();
