@@ -320,11 +320,12 @@ impl AggregateMachine {
                 return self.poison(CommandError::Unavailable(reason));
             }
         }
-        let payloads: Vec<Payload> = records.iter().map(EventRecord::payload).collect();
+        let count = records.len() as u64;
+        let payloads: Vec<Payload> = records.into_iter().map(EventRecord::into_payload).collect();
         if let Err(fault) = self.aggregate.apply(&payloads) {
             return self.poison(CommandError::Fault(fault));
         }
-        self.version += records.len() as u64;
+        self.version += count;
         self.phase = Phase::Ready;
         self.outputs
             .push_back(Output::Notify(Notification::Loaded { stream: self.stream.clone(), version: self.version }));

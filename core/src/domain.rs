@@ -242,15 +242,55 @@ pub fn to_payload<T: Serialize>(value: &T) -> Result<Payload, Fault> {
     Ok(Payload { type_name, data })
 }
 
-/// Converts a payload back into a typed command or event.
+/// Converts a payload back into a typed command or event. Reads the payload in place (the data
+/// tree is not cloned, and the tag comes first, so serde never buffers the data).
 pub fn from_payload<T: DeserializeOwned>(payload: &Payload) -> Result<T, Fault> {
-    let mut map = serde_json::Map::new();
-    map.insert("type".into(), Value::String(payload.type_name.clone()));
-    if !payload.data.is_null() {
-        map.insert("data".into(), payload.data.clone());
-    }
-    serde_json::from_value(Value::Object(map))
+    T::deserialize(TaggedPayload(payload))
         .map_err(|source| Fault::new(PayloadError::Serde { type_name: payload.type_name.clone(), source }))
+}
+
+/// A borrowed payload seen by serde as the map `{"type": .., "data": ..}` (`data` left out when
+/// null), which is what an adjacently tagged enum expects.
+struct TaggedPayload<'a>(&'a Payload);
+
+impl<'de> serde::Deserializer<'de> for TaggedPayload<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(TaggedPayloadEntries { payload: self.0, entries_read: 0 })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The entries of a [`TaggedPayload`]: `type`, then `data` unless it is null.
+struct TaggedPayloadEntries<'a> {
+    payload: &'a Payload,
+    entries_read: u8,
+}
+
+impl<'de> serde::de::MapAccess<'de> for TaggedPayloadEntries<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.entries_read {
+            0 => "type",
+            1 if !self.payload.data.is_null() => "data",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key)).map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        self.entries_read += 1;
+        match self.entries_read {
+            1 => seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(self.payload.type_name.as_str())),
+            _ => seed.deserialize(&self.payload.data),
+        }
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Value, Fault> {
@@ -259,7 +299,7 @@ fn to_json<T: Serialize>(value: &T) -> Result<Value, Fault> {
 }
 
 fn from_json<T: DeserializeOwned>(value: &Value) -> Result<T, Fault> {
-    serde_json::from_value(value.clone())
+    T::deserialize(value)
         .map_err(|source| Fault::new(PayloadError::Serde { type_name: std::any::type_name::<T>().to_owned(), source }))
 }
 

@@ -295,6 +295,11 @@ impl EventRecord {
     pub fn payload(&self) -> Payload {
         Payload::new(self.event_type.clone(), self.data.clone())
     }
+
+    /// The event's type and data, moved out of the record (no copy).
+    pub fn into_payload(self) -> Payload {
+        Payload { type_name: self.event_type, data: self.data }
+    }
 }
 
 /// An event together with the stream it belongs to: what projections and process managers see.

@@ -4,3 +4,4 @@
 mod codec;
 mod machines;
 mod names;
+mod payloads;

@@ -129,7 +129,10 @@ mod tests {
     fn events_cross_as_tagged_jsonl_that_matches_the_core_payload_form() {
         let events = [BankEvent::Deposited { amount: 42 }, BankEvent::Withdrew { amount: 2 }];
         let jsonl = to_jsonl(&events).unwrap();
-        assert_eq!(jsonl, "{\"type\":\"Deposited\",\"data\":{\"amount\":42}}\n{\"type\":\"Withdrew\",\"data\":{\"amount\":2}}\n");
+        assert_eq!(
+            jsonl,
+            "{\"type\":\"Deposited\",\"data\":{\"amount\":42}}\n{\"type\":\"Withdrew\",\"data\":{\"amount\":2}}\n"
+        );
         let line: evfold_core::Payload = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
         assert_eq!(line, to_payload(&events[0]).unwrap());
         let mut back = Vec::new();
@@ -149,8 +152,8 @@ mod tests {
     #[test]
     fn a_bad_event_or_command_is_named_not_skipped() {
         let mut seen = 0;
-        let error =
-            for_each_event("{\"type\":\"Incremented\"}\n{\"type\":\"Nope\"}\n", |_: CounterEvent| seen += 1).unwrap_err();
+        let error = for_each_event("{\"type\":\"Incremented\"}\n{\"type\":\"Nope\"}\n", |_: CounterEvent| seen += 1)
+            .unwrap_err();
         assert_eq!(seen, 1);
         assert!(error.starts_with("event 1 of the batch: unknown variant `Nope`"), "{error}");
         assert!(parse_command::<BankCommand>(r#"{"type":"Deposit","data":{"amount":"x"}}"#).is_err());
