@@ -97,7 +97,7 @@ pub struct StoreConfig {
     pub id_seeds: IdSeedSource,
     /// Projection / process-manager tuning. By default projection checkpoints are coalesced
     /// ([`coalesced_reader_config`]); process managers always checkpoint after every batch
-    /// ([`ReaderConfig::every_batch`]) whatever this says.
+    /// ([`ReaderConfig::every_batch`]) of at most 512 events, whatever this says.
     pub reader: ReaderConfig,
     /// Most events one group commit appends.
     pub max_batch_events: usize,
@@ -124,12 +124,14 @@ impl Default for StoreConfig {
     }
 }
 
-/// The native store's default reader tuning: a projection saves its checkpoint after 100,000
+/// The native store's default reader tuning: batches of 4,096 events (a batch reads each
+/// stream it touches once), and a projection saves its checkpoint after 100,000
 /// unsaved events or 10 s since its last save (checked per batch), and otherwise once caught up
 /// and quiet for 1 s, and when the store closes. Between saves the folded state answers queries;
 /// a crash only means folding again from the last saved checkpoint.
 pub fn coalesced_reader_config() -> ReaderConfig {
     ReaderConfig {
+        batch_size: 4096,
         checkpoint_every_events: 100_000,
         checkpoint_every_ms: Some(10_000),
         checkpoint_quiet_ms: Some(1_000),

@@ -199,9 +199,10 @@ pub fn load_tail(path: &Path, len: u64, version: u64, after_seq: u64) -> Option<
     }
     // Read backwards until the buffer holds more than `need` newlines (or the whole file).
     let mut tail: Vec<u8> = Vec::new();
-    let (mut start, mut newlines) = (len, 0u64);
+    let (mut start, mut newlines, mut step) = (len, 0u64, 4096u64);
     while newlines <= need && start > 0 {
-        let chunk = start.min(64 * 1024);
+        let chunk = start.min(step);
+        step = (step * 4).min(1 << 20);
         let mut buf = vec![0u8; chunk as usize];
         file.read_exact_at(&mut buf, start - chunk).ok()?;
         start -= chunk;

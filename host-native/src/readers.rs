@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use evfold_core::{
     Checkpoint, CommandEnvelope, DeadLetter, DynProcessManager, DynProjection, IdSeed, Io, IoError, IoErrorKind, IoId,
-    IoResult, Notification, Output, Position, ProcessManagerMachine, ProjectionMachine, ReaderInput, StoredEvent,
-    Timestamp,
+    IoResult, Notification, Output, Position, ProcessManagerMachine, ProjectionMachine, ReaderConfig, ReaderInput,
+    StoredEvent, Timestamp,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -169,8 +169,10 @@ pub(crate) fn spawn_process_manager(
     manager: Box<dyn DynProcessManager>,
 ) -> Result<ReaderRef, StoreError> {
     let name = manager.name().to_owned();
-    // A process manager's checkpoint bounds re-dispatch after a crash: never coalesced.
+    // A process manager's checkpoint bounds re-dispatch after a crash: never coalesced, and
+    // batches no larger than the core default (512), as before checkpoints were coalesced.
     let config = inner.config.reader.clone().every_batch();
+    let config = ReaderConfig { batch_size: config.batch_size.min(ReaderConfig::default().batch_size), ..config };
     let machine = ProcessManagerMachine::new(manager, config, inner.now());
     spawn(inner, name, ReaderKind::ProcessManager, Machine::Manager(machine))
 }

@@ -454,8 +454,12 @@ fn take_lock(layout: &StoreLayout) -> Result<File, StoreError> {
         Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::LockHeld { path }),
         Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
     }
-    let diagnostic = format!("pid {}\n", std::process::id());
-    let _ = file.set_len(0).and_then(|()| std::io::Write::write_all(&mut &file, diagnostic.as_bytes()));
+    // Fixed width, written in place: truncating the file costs a journal commit on every open.
+    let diagnostic = format!("pid {:<20}\n", std::process::id());
+    let _ = std::os::unix::fs::FileExt::write_all_at(&file, diagnostic.as_bytes(), 0);
+    if file.metadata().is_ok_and(|m| m.len() != diagnostic.len() as u64) {
+        let _ = file.set_len(diagnostic.len() as u64);
+    }
     Ok(file)
 }
 
