@@ -120,7 +120,7 @@ async fn cold(report: &mut Report, sizes: Sizes) -> Result<()> {
     let e_snap = median3(|| field(&run_child(&["cold-evfold", &e, "1", &balance])?, "ms"))?;
     let open_ms = field(&run_child(&["cold-evfold", &e, "1", &balance])?, "open_ms")?;
     report.notes.push(format!(
-        "evfold cold load, profile: opening the store alone (lock + scan of every log to rebuild the store-wide index) took {open_ms:.1} ms of the with-snapshot figure"
+        "evfold cold load, profile: opening the store alone (lock + a check of each log's last line; the store-wide index is built on first need) took {open_ms:.2} ms of the with-snapshot figure"
     ));
     let p_snap = median3(|| field(&run_child(&["cold-peer", &s, &balance])?, "ms"))?;
     report.push(Row::time(&format!("cold load, {n} events, no snapshot (ms)"), e_full, p_full, Target::Peer(4.0)));

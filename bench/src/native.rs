@@ -98,7 +98,7 @@ pub async fn write_streams(dir: &Path, streams: usize, per: usize) -> Result<()>
 }
 
 /// Child process: open the store and read the state of `acc-0`; (ms from open to state, ms of
-/// the open alone — the store-wide index rebuild — for the profile note).
+/// the open alone, for the profile note).
 pub async fn cold_load(dir: &Path, snapshot: bool, expected_balance: u64) -> Result<(f64, f64)> {
     let start = Instant::now();
     let every = if snapshot { Some(1000) } else { None };

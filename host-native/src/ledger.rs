@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, Weak};
 
-use evfold_core::{encode_record, EventId, EventRecord, NewEvent, StreamId};
+use evfold_core::{encode_line_into, EventId, EventRecord, NewEvent, StreamId};
 
 use crate::error::StoreError;
 
@@ -322,12 +322,14 @@ fn allocate_in(
     let first = state.next_pos;
     let mut bytes = Vec::new();
     let mut records = Vec::with_capacity(events.len());
+    let count = events.len();
     for (i, event) in events.into_iter().enumerate() {
         let record = EventRecord::from_new(event, next_seq + i as u64, first + i as u64);
         state.ids.insert(id_key(&record.id));
         let offset = base_offset + bytes.len() as u64;
         state.index.push(Some(Entry { stream: stream.clone(), offset }));
-        bytes.extend_from_slice(&encode_record(&record));
+        // All lines but the last say "more": recovery keeps or drops the append as a whole.
+        encode_line_into(&mut bytes, &record, i + 1 < count);
         records.push(record);
     }
     let last = first + records.len() as u64 - 1;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use evfold_core::{decode_line, scan_log, EventId, EventRecord, LogEnd, ScanStart};
+use evfold_core::{decode_line, line_continues, scan_log, EventId, EventRecord, LogEnd, ScanStart};
 
 use crate::error::StoreError;
 use crate::fsio;
@@ -180,7 +180,8 @@ fn last_line_state(path: &Path) -> Option<(u64, u64)> {
             }
         };
         let (seq, _, _) = header(line)?;
-        return Some((len, seq));
+        // A last line that says "more" ends an append that never completed: full recovery.
+        return (!line_continues(line)).then_some((len, seq));
     }
 }
 
@@ -254,6 +255,9 @@ fn fast_headers(bytes: &[u8], base: u64, before_seq: u64) -> Option<Vec<LineInfo
         }
         lines.push(LineInfo { seq, pos, offset: base + at as u64, len: nl as u64, id });
         at += nl + 1;
+        if at == bytes.len() && line_continues(line) {
+            return None; // ends inside an append that never completed: the scanner drops it
+        }
     }
     Some(lines)
 }

@@ -151,6 +151,8 @@ struct ReaderThread {
     wake_at: Option<Instant>,
     /// The store is closing: the final checkpoint is written durably.
     closing: bool,
+    /// Logs kept open between batches.
+    files: HashMap<Arc<evfold_core::StreamId>, File>,
 }
 
 /// Starts a projection's thread.
@@ -203,6 +205,7 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         dead_lettered: (0, 0),
         wake_at: None,
         closing: false,
+        files: HashMap::new(),
     };
     let failure = Arc::new(std::sync::Mutex::new(None));
     let (thread_failure, thread_mailbox, thread_name) = (failure.clone(), mailbox.clone(), name.clone());
@@ -509,12 +512,16 @@ impl ReaderThread {
 
     fn read_all(&mut self, after: &Position, max_events: usize) -> IoResult {
         let after = after.0.as_u64().unwrap_or(0);
-        match read_positions(&self.inner.layout, &self.inner.ledger, after, max_events) {
+        let (layout, ledger) = (&self.inner.layout, &self.inner.ledger);
+        match read_positions_with(layout, ledger, after, max_events, &mut self.files) {
             Ok((events, next)) => {
                 let next = if next == 0 { Position::start() } else { Position(Value::from(next)) };
                 IoResult::Batch { events, next }
             }
-            Err(e) => IoResult::Failed(IoError::new(IoErrorKind::Storage, e.to_string())),
+            Err(e) => {
+                self.files.clear(); // the retry reopens every log
+                IoResult::Failed(IoError::new(IoErrorKind::Storage, e.to_string()))
+            }
         }
     }
 
@@ -573,6 +580,18 @@ pub(crate) fn read_positions(
     after: u64,
     max: usize,
 ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+    read_positions_with(layout, ledger, after, max, &mut HashMap::new())
+}
+
+/// [`read_positions`], keeping each log it opens in `files` for the next call (a reader thread
+/// keeps them while it lives: logs are only appended to, or truncated in place).
+pub(crate) fn read_positions_with(
+    layout: &StoreLayout,
+    ledger: &Ledger,
+    after: u64,
+    max: usize,
+    files: &mut HashMap<Arc<evfold_core::StreamId>, File>,
+) -> Result<(Vec<StoredEvent>, u64), StoreError> {
     let (entries, next) = ledger.slice(after, max)?;
     let mut groups: HashMap<Arc<evfold_core::StreamId>, Vec<(usize, u64, u64)>> = HashMap::new();
     for (i, (pos, entry)) in entries.iter().enumerate() {
@@ -581,10 +600,15 @@ pub(crate) fn read_positions(
     let mut slots: Vec<Option<StoredEvent>> = vec![None; entries.len()];
     for (stream, items) in groups {
         let path = layout.events_file(&stream);
-        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let file = match files.entry(stream.clone()) {
+            std::collections::hash_map::Entry::Occupied(file) => file.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(File::open(&path).map_err(|e| StoreError::io(&path, e))?)
+            }
+        };
         let first = items[0].2;
         let last = items[items.len() - 1].2;
-        let bytes = read_lines(&file, &path, first, last)?;
+        let bytes = read_lines(file, &path, first, last)?;
         for (slot, pos, offset) in items {
             let record = decode_at(&bytes, &path, first, offset)?;
             if record.pos != pos {

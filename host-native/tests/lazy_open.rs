@@ -29,7 +29,8 @@ async fn write(dir: &Path, streams: &[&str], n: usize) {
 async fn open_and_a_snapshot_load_do_not_build_the_index_and_positions_continue_after_it() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), &["a", "b"], 10).await;
-    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().snapshot_every(Some(5)).open().await.unwrap();
+    let store =
+        AggregateStore::builder(dir.path()).aggregate::<Counter>().snapshot_every(Some(5)).open().await.unwrap();
     assert!(!store.index_is_built(), "open scans nothing");
     let a = store.get::<Counter>("a").await.unwrap();
     assert_eq!(a.state_with_version().await.unwrap().0, 10);
@@ -52,7 +53,8 @@ async fn a_snapshot_ahead_of_a_shortened_log_is_ignored_after_a_lazy_open() {
     let bytes = std::fs::read(&path).unwrap();
     let cut = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(6).unwrap().0 + 1;
     std::fs::write(&path, &bytes[..cut]).unwrap();
-    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().snapshot_every(Some(5)).open().await.unwrap();
+    let store =
+        AggregateStore::builder(dir.path()).aggregate::<Counter>().snapshot_every(Some(5)).open().await.unwrap();
     let a = store.get::<Counter>("a").await.unwrap();
     assert_eq!(a.state_with_version().await.unwrap(), (7, evfold_core::examples::Counter { value: 7 }));
     let committed = a.execute(CounterCommand::Increment, ctx()).await.unwrap();

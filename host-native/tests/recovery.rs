@@ -182,3 +182,44 @@ async fn long_lines_survive_restart_reads_and_snapshots() {
     let state = store.get::<BankAccount>("big").await.unwrap().state().await.unwrap();
     assert_eq!((state.owner.unwrap().len(), state.balance), (50_000, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_inside_a_multi_event_append_keeps_none_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap();
+    let counter = store.get::<Counter>("c").await.unwrap();
+    // Concurrent callers: group commit writes several commands' events as one append.
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move { counter.execute(CounterCommand::Increment, ctx()).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    drop(counter);
+    store.close().await;
+
+    let path = log_path(dir.path());
+    let full = std::fs::read(&path).unwrap();
+    let line_ends: Vec<usize> = full.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+    let starts: Vec<usize> = std::iter::once(0).chain(line_ends.iter().copied()).collect();
+    let continues = |i: usize| evfold_core::line_continues(&full[starts[i]..line_ends[i] - 1]);
+    let first_marked = (0..line_ends.len()).find(|&i| continues(i)).expect("group commit wrote a multi-event append");
+    // A power cut that kept the append's first line whole but lost the rest of it.
+    std::fs::write(&path, &full[..line_ends[first_marked]]).unwrap();
+
+    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap();
+    assert_eq!(store.read_events("counter", "c").await.unwrap().len(), first_marked, "no part of the append");
+    let counter = store.get::<Counter>("c").await.unwrap();
+    assert_eq!(counter.state().await.unwrap().value, first_marked as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), full[..starts[first_marked]], "cut back to the append's start");
+    let quarantined = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".torn-"))
+        .count();
+    assert_eq!(quarantined, 1, "the dropped lines are kept aside, not destroyed");
+    counter.execute(CounterCommand::Increment, ctx()).await.unwrap();
+    assert_eq!(counter.state().await.unwrap().value, first_marked as u64 + 1);
+}
