@@ -4,6 +4,12 @@
 //! A line is `{"seq":1,"pos":7,"id":"…","type":"…","data":…,"ts":…,"meta":{…},"crc":"89abcdef"}\n`.
 //! The CRC covers every byte before `,"crc"`, so a line is verified without parsing JSON, and it is
 //! always the last 18 bytes before the newline: `,"crc":"xxxxxxxx"}`.
+//!
+//! An append of several events (one command's events, or a group commit) is all-or-nothing: every
+//! line of it but the last carries `,"more":true` just before the CRC key. A log whose last valid
+//! line says `more` ends inside an append that never completed (a crash between the write and the
+//! fsync that would have acknowledged it), so the scanner classifies that whole append as torn,
+//! not only its last partial line. Single-event appends carry no marker, so they cost nothing.
 
 use crc::{Crc, Table, CRC_32_ISCSI};
 
@@ -44,16 +50,40 @@ pub fn json_depth(value: &serde_json::Value) -> usize {
     deepest
 }
 
-/// Encodes one record as a complete line, newline included.
+/// Marker before the CRC key on each line of an append that continues on the next line.
+const MORE_MARKER: &[u8] = b",\"more\":true";
+
+/// Encodes one record as a complete line (an append of one event), newline included.
 pub fn encode_record(record: &EventRecord) -> Vec<u8> {
-    let mut line = serde_json::to_vec(record).expect("an EventRecord always serializes");
-    debug_assert_eq!(line.last(), Some(&b'}'));
-    line.pop();
-    let crc = CRC32C.checksum(&line);
-    line.extend_from_slice(CRC_KEY);
-    line.extend_from_slice(format!("{crc:08x}").as_bytes());
-    line.extend_from_slice(b"\"}\n");
+    let mut line = Vec::with_capacity(256);
+    encode_line_into(&mut line, record, false);
     line
+}
+
+/// Encodes the records of one append as lines that recovery keeps or drops together: every line
+/// but the last carries the `more` marker.
+pub fn encode_append(records: &[EventRecord]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(256 * records.len());
+    for (i, record) in records.iter().enumerate() {
+        encode_line_into(&mut bytes, record, i + 1 < records.len());
+    }
+    bytes
+}
+
+/// Appends one line of an append to `out`; `append_continues` is true for every line of the
+/// append but its last (see [`encode_append`], which does this for a whole append).
+pub fn encode_line_into(out: &mut Vec<u8>, record: &EventRecord, append_continues: bool) {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, record).expect("an EventRecord always serializes");
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    if append_continues {
+        out.extend_from_slice(MORE_MARKER);
+    }
+    let crc = CRC32C.checksum(&out[start..]);
+    out.extend_from_slice(CRC_KEY);
+    out.extend_from_slice(format!("{crc:08x}").as_bytes());
+    out.extend_from_slice(b"\"}\n");
 }
 
 /// Why a complete line is not a valid record.
@@ -86,8 +116,19 @@ pub enum LineError {
     Nul,
 }
 
+/// Whether a line (without its newline) carries the `more` marker, i.e. its append continues on
+/// the next line. Looks at the bytes only; the CRC is not checked here.
+pub fn line_continues(line: &[u8]) -> bool {
+    line.len() >= CRC_SUFFIX_LEN && line[..line.len() - CRC_SUFFIX_LEN].ends_with(MORE_MARKER)
+}
+
 /// Verifies and decodes one line (without its trailing newline).
 pub fn decode_line(line: &[u8]) -> Result<EventRecord, LineError> {
+    decode_framed_line(line).map(|(record, _more)| record)
+}
+
+/// Verifies and decodes one line, and says whether its append continues on the next line.
+fn decode_framed_line(line: &[u8]) -> Result<(EventRecord, bool), LineError> {
     if line.contains(&0) {
         return Err(LineError::Nul);
     }
@@ -108,10 +149,15 @@ pub fn decode_line(line: &[u8]) -> Result<EventRecord, LineError> {
     if stored != computed {
         return Err(LineError::CrcMismatch { stored, computed });
     }
+    // The last key of a record is always `meta` (an object, ending in `}`), so a body ending in
+    // the marker can only be one the encoder wrote.
+    let more = body.ends_with(MORE_MARKER);
+    let body = if more { &body[..body.len() - MORE_MARKER.len()] } else { body };
     let mut json = Vec::with_capacity(body.len() + 1);
     json.extend_from_slice(body);
     json.push(b'}');
-    serde_json::from_slice(&json).map_err(|e| LineError::BadJson(e.to_string()))
+    let record = serde_json::from_slice(&json).map_err(|e| LineError::BadJson(e.to_string()))?;
+    Ok((record, more))
 }
 
 /// Where a scan starts: byte offset and line number of the first byte given, and the `seq` the
@@ -167,43 +213,68 @@ pub struct Scan {
     pub end: LogEnd,
 }
 
-/// Scans `bytes` (a log, or its tail starting at `start`) into records and an end classification.
+/// Scans `bytes` (a log, or its tail starting at `start`, which must be the start of an append)
+/// into records and an end classification. An append left incomplete at the end (its last valid
+/// line carries the `more` marker) is not returned: it counts as torn, and `valid_len` stops
+/// before it.
 pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
     let mut records = Vec::new();
     let mut at = 0usize;
     let mut line_no = start.line;
     let mut next_seq = start.next_seq;
+    // Where the append in progress began: (byte index, records before it). None between appends.
+    let mut open_append: Option<(usize, usize)> = None;
     let abs = |i: usize| start.offset + i as u64;
+    let finish = |mut records: Vec<EventRecord>, end_at: usize, end: LogEnd, open: Option<(usize, usize)>| {
+        let Some((append_at, kept)) = open else {
+            return Scan { records, valid_len: abs(end_at), end };
+        };
+        records.truncate(kept);
+        let end = match end {
+            LogEnd::Corrupt { .. } => end,
+            LogEnd::Clean | LogEnd::Torn { .. } => {
+                LogEnd::Torn { valid_len: abs(append_at), torn_len: (bytes.len() - append_at) as u64 }
+            }
+        };
+        Scan { records, valid_len: abs(append_at), end }
+    };
     while at < bytes.len() {
         let rest = &bytes[at..];
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
-            return Scan { records, valid_len: abs(at), end };
+            return finish(records, at, end, open_append);
         };
         let line = &rest[..nl];
-        let record = decode_line(line).and_then(|r| {
+        let record = decode_framed_line(line).and_then(|(r, more)| {
             if r.seq == next_seq {
-                Ok(r)
+                Ok((r, more))
             } else {
                 Err(LineError::BadSeq { expected: next_seq, found: r.seq })
             }
         });
         match record {
-            Ok(r) => records.push(r),
+            Ok((r, more)) => {
+                match (more, open_append) {
+                    (true, None) => open_append = Some((at, records.len())),
+                    (false, Some(_)) => open_append = None,
+                    _ => {}
+                }
+                records.push(r);
+            }
             Err(LineError::Nul) if is_zero_filled_tail(rest) => {
                 let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
-                return Scan { records, valid_len: abs(at), end };
+                return finish(records, at, end, open_append);
             }
             Err(error) => {
                 let end = LogEnd::Corrupt { line: line_no, offset: abs(at), error };
-                return Scan { records, valid_len: abs(at), end };
+                return finish(records, at, end, open_append);
             }
         }
         next_seq += 1;
         line_no += 1;
         at += nl + 1;
     }
-    Scan { records, valid_len: abs(at), end: LogEnd::Clean }
+    finish(records, at, LogEnd::Clean, open_append)
 }
 
 /// Whether `tail` is a torn write that left zero-filled blocks: from its first NUL byte to the

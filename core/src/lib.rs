@@ -46,7 +46,10 @@ pub mod replay;
 pub mod types;
 
 pub use aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
-pub use codec::{decode_line, encode_record, scan_log, LineError, LogEnd, Scan, ScanStart};
+pub use codec::{
+    decode_line, encode_append, encode_line_into, encode_record, line_continues, scan_log, LineError, LogEnd, Scan,
+    ScanStart,
+};
 pub use domain::{
     from_payload, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision, DynAggregate, DynProcessManager,
     DynProjection, Fault, ProcessManager, Projection, Rejection, TypedAggregate, TypedAggregateFactory,

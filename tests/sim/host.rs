@@ -1,13 +1,13 @@
 //! The simulated storage host: fulfils the machines' storage `Io` against a [`SimDisk`] the way
-//! the native JSONL host does (one log per stream, CRC lines via `encode_record`, torn tails
+//! the native JSONL host does (one log per stream, CRC lines via `encode_line_into`, torn tails
 //! truncated on recovery), with a store-wide `pos` counter and a durable watermark: `ReadAll`
 //! never returns `pos N+1` while `pos N` may still become durable.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use evfold_core::{
-    encode_record, scan_log, Checkpoint, DeadLetter, EventRecord, IoError, IoErrorKind, IoResult, LogEnd, NewEvent,
-    Position, ScanStart, Snapshot, StoredEvent, StreamId,
+    encode_line_into, scan_log, Checkpoint, DeadLetter, EventId, EventRecord, IoError, IoErrorKind, IoResult, LogEnd,
+    NewEvent, Position, ScanStart, Snapshot, StoredEvent, StreamId,
 };
 use serde_json::Value;
 
@@ -27,6 +27,8 @@ pub enum Bug {
     SwallowFsyncError,
     /// `ReadAll` answers `next` = the watermark even when `max_events` cut the batch short.
     NextPastBatch,
+    /// Appends are written without the `more` marker: a crash can keep part of an append.
+    SplitAppends,
 }
 
 impl Bug {
@@ -38,6 +40,7 @@ impl Bug {
             "buffered-aggregates" => Some(Bug::BufferedAggregates),
             "swallow-fsync-error" => Some(Bug::SwallowFsyncError),
             "next-past-batch" => Some(Bug::NextPastBatch),
+            "split-appends" => Some(Bug::SplitAppends),
             _ => None,
         }
     }
@@ -50,6 +53,7 @@ impl Bug {
             Bug::BufferedAggregates => "buffered-aggregates",
             Bug::SwallowFsyncError => "swallow-fsync-error",
             Bug::NextPastBatch => "next-past-batch",
+            Bug::SplitAppends => "split-appends",
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct SimStore {
     pub bug: Option<Bug>,
     /// Torn tails recovery truncated so far.
     pub torn_tails: u64,
+    /// The event ids of every append ever written (whole or not): each must survive all or none.
+    pub appends: Vec<Vec<EventId>>,
 }
 
 /// Path of a stream's event log.
@@ -132,6 +138,7 @@ impl SimStore {
             durable: BTreeMap::new(),
             bug,
             torn_tails: 0,
+            appends: Vec::new(),
         }
     }
 
@@ -208,13 +215,16 @@ impl SimStore {
         }
         let mut bytes = Vec::new();
         let mut records = Vec::with_capacity(events.len());
+        let count = events.len();
         for (i, event) in events.into_iter().enumerate() {
             let record = EventRecord::from_new(event, expected_seq + 1 + i as u64, self.next_pos);
             self.pending_pos.insert(self.next_pos, stream.clone());
             self.next_pos += 1;
-            bytes.extend_from_slice(&encode_record(&record));
+            let continues = i + 1 < count && self.bug != Some(Bug::SplitAppends);
+            encode_line_into(&mut bytes, &record, continues);
             records.push(record);
         }
+        self.appends.push(records.iter().map(|r| r.id.clone()).collect());
         let path = log_path(stream);
         if fail {
             let keep = rng.below(bytes.len() as u64 + 1) as usize;

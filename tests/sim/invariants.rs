@@ -135,6 +135,7 @@ fn fold_projection(mut projection: impl DynProjection, events: &[StoredEvent]) -
 /// Checks the disk as it survives a crash (call after `SimStore::restart`).
 pub fn check_store(store: &SimStore, model: &Model) -> Result<(), String> {
     let ids = check_logs(store)?;
+    check_whole_appends(store, &ids)?;
     check_acked(store, model)?;
     for (stream, seed, error) in &model.refused {
         if let Some((s, seq)) = ids.get(&seed.event_id(0).0) {
@@ -168,6 +169,18 @@ fn check_logs(store: &SimStore) -> Result<BTreeMap<String, (StreamId, u64)>, Str
         return Err(format!("{n_events} events in logs but {} distinct positions", store.durable_events().len()));
     }
     Ok(ids)
+}
+
+/// An append (one command's events, or a group commit) survives a crash whole or not at all.
+fn check_whole_appends(store: &SimStore, ids: &BTreeMap<String, (StreamId, u64)>) -> Result<(), String> {
+    for append in &store.appends {
+        let kept = append.iter().filter(|id| ids.contains_key(&id.0)).count();
+        if kept != 0 && kept != append.len() {
+            let (stream, _) = append.iter().find_map(|id| ids.get(&id.0)).expect("kept > 0");
+            return Err(format!("{stream}: {kept} of the {} events of one append survived", append.len()));
+        }
+    }
+    Ok(())
 }
 
 fn check_acked(store: &SimStore, model: &Model) -> Result<(), String> {

@@ -245,8 +245,14 @@ fn same_seed_same_trace() {
 /// Each injected bug makes the simulator fail within the CI budget (far fewer seeds, in fact).
 #[test]
 fn injected_bugs_are_caught() {
-    let bugs =
-        [Bug::AckBeforeSync, Bug::BufferedAggregates, Bug::ReadUnsynced, Bug::SwallowFsyncError, Bug::NextPastBatch];
+    let bugs = [
+        Bug::AckBeforeSync,
+        Bug::BufferedAggregates,
+        Bug::ReadUnsynced,
+        Bug::SwallowFsyncError,
+        Bug::NextPastBatch,
+        Bug::SplitAppends,
+    ];
     for bug in bugs {
         let (failures, _) = run_seeds(0..10_000, Some(bug), true);
         let first = failures.first().unwrap_or_else(|| panic!("{bug:?} survived 10,000 seeds"));

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::codec::{decode_line, encode_record, scan_log, LineError, LogEnd, ScanStart};
+use crate::codec::{decode_line, encode_append, encode_record, line_continues, scan_log, LineError, LogEnd, ScanStart};
 use crate::types::{EventId, EventRecord, Metadata, Timestamp};
 
 fn record(seq: u64, pos: u64, data: serde_json::Value) -> EventRecord {
@@ -39,6 +39,34 @@ fn line_is_plain_json_for_jq() {
     let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
     assert_eq!(value["crc"].as_str().unwrap().len(), 8);
     assert_eq!(value["data"]["amount"], 5);
+}
+
+#[test]
+fn an_append_marks_every_line_but_its_last() {
+    let bytes = encode_append(&[record(1, 1, json!(1)), record(2, 2, json!(2))]);
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').map(|l| &l[..l.len() - 1]).collect();
+    insta::assert_snapshot!(String::from_utf8(lines[0].to_vec()).unwrap(), @r#"{"seq":1,"pos":1,"id":"00000000-0000-0000-0000-000000000001","type":"Deposited","data":1,"ts":1795391118123,"meta":{"actor":"ada","correlation_id":"c-1"},"more":true,"crc":"6d34791b"}"#);
+    assert_eq!(lines.iter().map(|l| line_continues(l)).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(decode_line(lines[0]).unwrap(), record(1, 1, json!(1)), "the marker is framing, not data");
+    assert_eq!(encode_append(&[record(1, 1, json!(1))]), encode_record(&record(1, 1, json!(1))));
+}
+
+#[test]
+fn a_log_ending_inside_an_append_drops_the_whole_append_as_torn() {
+    let mut bytes = encode_record(&record(1, 1, json!(1)));
+    let kept = bytes.len() as u64;
+    let append = encode_append(&[record(2, 2, json!(2)), record(3, 3, json!(3)), record(4, 4, json!(4))]);
+    let second_line_end = append.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 1;
+    bytes.extend_from_slice(&append[..second_line_end]);
+    let scan = scan_log(&bytes, ScanStart::default());
+    assert_eq!(scan.records, [record(1, 1, json!(1))]);
+    assert_eq!(scan.valid_len, kept);
+    assert_eq!(scan.end, LogEnd::Torn { valid_len: kept, torn_len: second_line_end as u64 });
+    let mut corrupt = bytes.clone();
+    corrupt.extend_from_slice(b"garbage\n");
+    let scan = scan_log(&corrupt, ScanStart::default());
+    assert_eq!((scan.records.len(), scan.valid_len), (1, kept), "a repair cut keeps no part of the append");
+    assert!(matches!(scan.end, LogEnd::Corrupt { line: 4, .. }), "{:?}", scan.end);
 }
 
 #[test]
@@ -129,6 +157,28 @@ proptest! {
             } else {
                 prop_assert_eq!(&scan.end, &LogEnd::Torn { valid_len: valid_len as u64, torn_len: (cut - valid_len) as u64 });
             }
+        }
+    }
+
+    /// Logs of several multi-event appends, cut anywhere: only whole appends come back.
+    #[test]
+    fn truncation_never_keeps_part_of_an_append(records in arb_log(), split in any::<prop::sample::Index>()) {
+        let at = split.index(records.len()) + 1;
+        let (first, second) = records.split_at(at);
+        let mut bytes = encode_append(first);
+        let first_len = bytes.len();
+        bytes.extend(encode_append(second));
+        for cut in 0..=bytes.len() {
+            let scan = scan_log(&bytes[..cut], ScanStart::default());
+            let (expected, valid_len) = if cut == bytes.len() {
+                (records.len(), bytes.len())
+            } else if cut >= first_len {
+                (first.len(), first_len)
+            } else {
+                (0, 0)
+            };
+            prop_assert_eq!(scan.records.len(), expected, "cut at {}", cut);
+            prop_assert_eq!(scan.valid_len, valid_len as u64, "cut at {}", cut);
         }
     }
 
