@@ -1,6 +1,8 @@
-//! `PluginEngine`: one wasmtime engine with the sandbox configuration, the linker that grants the
-//! `evfold:plugin/host` import and nothing else, and the compiled-plugin cache. Loading a plugin
-//! reads the file, compiles it (once), checks its ABI version and imports, and reads its metadata.
+//! `PluginEngine`: one wasmtime engine with the sandbox configuration, two linkers (the
+//! `evfold:plugin/host` import only; the same plus WASI 0.2 for components that import WASI), the
+//! epoch ticker of the optional wall-clock backstop, and the compiled-plugin cache. Loading a
+//! plugin reads the file, compiles it (once), checks its ABI version and imports, and reads its
+//! metadata.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use crate::cache::{sha256_hex, ArtifactCache};
 use crate::error::{Call, PluginError};
 use crate::limits::{Allocation, EngineOptions, Limits};
 use crate::projection::{LoadedProjection, PluginProjection};
-use crate::sandbox::{self, Sandbox};
+use crate::sandbox::{self, Sandbox, Ticker};
+use crate::wasi::is_linked_wasi;
 
 /// WIT package (ABI) version this host implements; plugins must export a semver-compatible one.
 pub const ABI_VERSION: &str = "0.2.0";
@@ -76,8 +79,12 @@ pub struct PluginInfo {
 pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<Sandbox>,
+    /// `linker` plus WASI 0.2 (sync): used only for components that import WASI.
+    wasi_linker: Linker<Sandbox>,
     pub(crate) limits: Limits,
     cache: ArtifactCache,
+    /// Advances the epoch while the engine lives (only with a wall-clock limit).
+    _ticker: Option<Ticker>,
 }
 
 /// Loads and runs sandboxed plugins. Cheap to clone; share one per process.
@@ -102,12 +109,20 @@ impl PluginEngine {
 
     /// An engine built from full options.
     pub fn with_options(options: EngineOptions) -> Result<Self, PluginError> {
-        let engine = Engine::new(&wasmtime_config(&options)).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let engine = Engine::new(&wasmtime_config(&options)).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         agg_bindings::AggregatePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+            .map_err(engine_error)?;
+        let mut wasi_linker = linker.clone();
+        wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(engine_error)?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.clone())?;
-        Ok(PluginEngine { inner: Arc::new(EngineInner { engine, linker, limits: options.limits, cache }) })
+        let ticker = match options.limits.wall_clock_limit {
+            Some(limit) => Some(Ticker::start(&engine, crate::limits::epoch_tick(limit))?),
+            None => None,
+        };
+        let inner = EngineInner { engine, linker, wasi_linker, limits: options.limits, cache, _ticker: ticker };
+        Ok(PluginEngine { inner: Arc::new(inner) })
     }
 
     /// The limits every call runs under.
@@ -187,21 +202,25 @@ impl PluginEngine {
             return Err(PluginError::WrongKind { plugin, expected: expected.as_str(), found: kind.as_str() });
         }
         for (import, _) in ty.imports(engine) {
-            let granted = import.strip_prefix(ABI_PREFIX).and_then(|rest| rest.split_once('@')).is_some_and(
+            let evfold = import.strip_prefix(ABI_PREFIX).and_then(|rest| rest.split_once('@')).is_some_and(
                 |(interface, version)| {
                     matches!(interface, "host" | "types") && version.starts_with(COMPATIBLE_VERSION_PREFIX)
                 },
             );
-            if !granted {
+            if !evfold && !is_linked_wasi(import) {
                 return Err(PluginError::ForbiddenImport { plugin: plugin.to_owned(), import: import.to_owned() });
             }
         }
         Ok(version)
     }
 
-    /// Links the component against the host (only `evfold:plugin/host`).
+    /// Links the component against the host: `evfold:plugin/host`, plus WASI only when the
+    /// component imports WASI (a WASI-free component never sees the WASI linker).
     fn instantiate_pre(&self, checked: &Checked) -> Result<wasmtime::component::InstancePre<Sandbox>, PluginError> {
-        self.inner.linker.instantiate_pre(&checked.component).map_err(|e| PluginError::Invalid {
+        let engine = &self.inner.engine;
+        let imports_wasi = checked.component.component_type().imports(engine).any(|(name, _)| is_linked_wasi(name));
+        let linker = if imports_wasi { &self.inner.wasi_linker } else { &self.inner.linker };
+        linker.instantiate_pre(&checked.component).map_err(|e| PluginError::Invalid {
             plugin: checked.plugin.to_string(),
             call: Call::Load,
             message: format!("{e:#}"),
@@ -229,7 +248,9 @@ fn wasmtime_config(options: &EngineOptions) -> Config {
         .relaxed_simd_deterministic(true)
         .wasm_threads(false)
         .shared_memory(false)
-        .max_wasm_stack(options.limits.stack_bytes);
+        .max_wasm_stack(options.limits.stack_bytes)
+        .epoch_interruption(options.limits.wall_clock_limit.is_some())
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(sandbox::BACKTRACE_FRAMES));
     if let Allocation::Pooling { max_instances } = options.allocation {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_instances)

@@ -78,8 +78,9 @@ pub enum PluginError {
         /// What this host accepts, e.g. `evfold:plugin/aggregate@0.2.x`.
         supported: String,
     },
-    /// The plugin imports something the host does not grant (WASI, another host API).
-    #[error("plugin {plugin}: imports {import:?}, which this host does not grant (plugins may import only evfold:plugin/host)")]
+    /// The plugin imports something the host does not provide (another host API, `wasi:http`,
+    /// a WASI version other than 0.2.x).
+    #[error("plugin {plugin}: imports {import:?}, which this host does not provide (plugins may import only evfold:plugin/host and wasi:{{cli,io,clocks,random,filesystem,sockets}}@0.2.x)")]
     ForbiddenImport {
         /// Plugin name.
         plugin: String,
@@ -129,6 +130,37 @@ pub enum PluginError {
         call: Call,
         /// The configured stack cap.
         limit: usize,
+    },
+    /// The guest overflowed its *shadow* stack: the stack that Rust (LLVM) keeps in linear memory
+    /// for frame data whose address is taken (1 MiB by default, at the bottom of memory). Its
+    /// overflow is not a wasm stack overflow but an out-of-bounds memory access (the stack pointer
+    /// wraps below address 0); the host tells it apart from other out-of-bounds accesses by the
+    /// backtrace: the access happened under at least [`crate::SHADOW_RECURSION_FRAMES`] nested
+    /// calls of one recursion cycle. A shadow-stack overflow in shallower code (frames of tens of
+    /// KiB each) still shows as [`PluginError::Trap`].
+    #[error("plugin {plugin}: {call}: shadow stack overflow (out-of-bounds access under {frames}+ recursive calls)")]
+    ShadowStackOverflow {
+        /// Plugin name.
+        plugin: String,
+        /// The call.
+        call: Call,
+        /// Recursive frames seen in the backtrace (capped at the captured depth).
+        frames: usize,
+    },
+    /// The call ran longer than the wall-clock backstop (`Limits::wall_clock_limit`). An
+    /// infrastructure error, not a deterministic outcome: the same call may finish on a less
+    /// loaded machine (fuel is the deterministic limit). Retry or alert; never store it as a
+    /// domain result.
+    #[error(
+        "plugin {plugin}: {call}: wall-clock limit of {limit:?} exceeded (infrastructure timeout, not deterministic)"
+    )]
+    WallClockTimeout {
+        /// Plugin name.
+        plugin: String,
+        /// The call.
+        call: Call,
+        /// The configured limit.
+        limit: std::time::Duration,
     },
     /// The guest returned more bytes than allowed.
     #[error("plugin {plugin}: {call}: output of {size} bytes exceeds the cap of {limit}")]
@@ -219,6 +251,8 @@ impl PluginError {
             | PluginError::OutOfFuel { plugin, .. }
             | PluginError::MemoryLimit { plugin, .. }
             | PluginError::StackOverflow { plugin, .. }
+            | PluginError::WallClockTimeout { plugin, .. }
+            | PluginError::ShadowStackOverflow { plugin, .. }
             | PluginError::OutputTooLarge { plugin, .. }
             | PluginError::BadOutput { plugin, .. }
             | PluginError::UndeclaredEventType { plugin, .. }
@@ -237,6 +271,8 @@ impl PluginError {
                 | PluginError::OutOfFuel { .. }
                 | PluginError::MemoryLimit { .. }
                 | PluginError::StackOverflow { .. }
+                | PluginError::WallClockTimeout { .. }
+                | PluginError::ShadowStackOverflow { .. }
                 | PluginError::Discarded { .. }
         )
     }

@@ -44,9 +44,12 @@ mod json;
 mod limits;
 mod projection;
 mod sandbox;
+mod wasi;
 
 pub use aggregate::{PluginAggregate, PluginAggregateFactory};
 pub use engine::{plugin_info, PluginEngine, PluginInfo, PluginKind, ABI_VERSION};
 pub use error::{plugin_error, Call, PluginError};
 pub use limits::{Allocation, EngineOptions, Limits};
 pub use projection::PluginProjection;
+pub use sandbox::SHADOW_RECURSION_FRAMES;
+pub use wasi::Grants;

@@ -1,6 +1,9 @@
-//! Sandbox limits (per call) and engine options, with safe defaults.
+//! Sandbox limits (per call), WASI grants and engine options, with safe defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::wasi::Grants;
 
 /// Per-call limits of the sandbox. Every limit is checked on every call; exceeding one is a typed
 /// [`crate::PluginError`], never a host crash.
@@ -25,6 +28,17 @@ pub struct Limits {
     pub log_bytes: usize,
     /// Events per `fold`/`apply` call: longer batches are split, each chunk with fresh fuel.
     pub fold_chunk: usize,
+    /// Wall-clock backstop per call (`None`, the default: off). When set, the engine enables
+    /// wasmtime's epoch interruption and runs one ticker thread, and a call running longer traps
+    /// with [`crate::PluginError::WallClockTimeout`] (within about `limit + 2 × limit/10`). Off by
+    /// default because the epoch checks cost ≈ +11–14 % on JSON-heavy calls (measured, see
+    /// docs/plugins.md), and because it is not deterministic: fuel stays the CPU limit whose
+    /// outcome is the same on every machine; this one only guards against a stuck host (a slow
+    /// import, a fuel budget set too high).
+    pub wall_clock_limit: Option<Duration>,
+    /// WASI capabilities granted to plugins that import WASI (built for `wasm32-wasip2`).
+    /// Engine-wide. Default: none (fixed clocks, fixed-seed random, empty environment).
+    pub grants: Grants,
 }
 
 impl Default for Limits {
@@ -38,6 +52,8 @@ impl Default for Limits {
             stack_bytes: 512 << 10,
             log_bytes: 64 << 10,
             fold_chunk: 256,
+            wall_clock_limit: None,
+            grants: Grants::default(),
         }
     }
 }
@@ -68,4 +84,18 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Instance allocation strategy.
     pub allocation: Allocation,
+}
+
+/// Shortest and longest epoch tick of the wall-clock backstop.
+const TICK_BOUNDS: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(100));
+
+/// The epoch tick for a wall-clock limit: a tenth of it, within 1–100 ms.
+pub(crate) fn epoch_tick(limit: Duration) -> Duration {
+    (limit / 10).clamp(TICK_BOUNDS.0, TICK_BOUNDS.1)
+}
+
+/// Epoch ticks until a call's deadline: never before `limit`, at most two ticks after it.
+pub(crate) fn epoch_deadline_ticks(limit: Duration) -> u64 {
+    let tick = epoch_tick(limit).as_nanos();
+    u64::try_from(limit.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).saturating_add(1)
 }
