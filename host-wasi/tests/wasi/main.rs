@@ -45,6 +45,17 @@ fn without_grants_clocks_are_fixed_random_is_seeded_and_env_is_empty() {
 }
 
 #[test]
+fn wasi_plugins_run_under_the_pooling_allocator_too() {
+    let options =
+        EngineOptions { allocation: evfold_wasi::Allocation::Pooling { max_instances: 8 }, ..EngineOptions::default() };
+    let engine = PluginEngine::with_options(options).unwrap();
+    let instances: Vec<_> = (0..4).map(|_| probe_instance(&engine)).collect();
+    for mut instance in instances {
+        assert_eq!(decide(&mut instance, "Probe", Value::Null).unwrap()["wall"], json!([0, 0]));
+    }
+}
+
+#[test]
 fn network_and_files_are_denied_even_with_every_grant() {
     let grants = Grants { wall_clock: true, monotonic_clock: true, random: true, env: vec![] };
     let engine = PluginEngine::new(Limits { grants, ..Limits::default() }).unwrap();
@@ -199,6 +210,7 @@ fn the_wall_clock_backstop_stops_an_endless_loop_that_fuel_would_not() {
         assert!(matches!(&error, PluginError::WallClockTimeout { limit: l, .. } if *l == limit), "{error:?}");
         assert!(error.to_string().contains("not deterministic"), "{error}");
         assert!(took >= limit && took < limit * 4, "took {took:?}");
+        eprintln!("wall-clock timeout after {took:?} (limit {limit:?})");
         // The engine and other instances keep serving; the trapped one is rebuilt.
         let open = Payload::new("Open", json!({"owner": "o"}));
         assert_eq!(healthy.try_decide(&open).unwrap().unwrap().len(), 1);
