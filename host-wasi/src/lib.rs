@@ -20,8 +20,14 @@
 //! ## Sandbox
 //! - Per call: fuel (deterministic CPU limit), linear-memory cap (a `ResourceLimiter`), caps on
 //!   output and snapshot size, JSON nesting depth; an engine-wide stack cap ([`Limits`]).
-//! - Capabilities: none. A plugin may import only `evfold:plugin/host` (a capped log); a
-//!   component importing anything else (WASI files, clocks, random, sockets) is refused at load.
+//! - Capabilities: none by default. A plugin built for `wasm32-unknown-unknown` imports only
+//!   `evfold:plugin/host` (a capped log). One built for `wasm32-wasip2` may also import WASI 0.2
+//!   (cli, io, clocks, random, filesystem, sockets): it gets a deny-by-default, deterministic
+//!   `WasiCtx` (fixed clocks, fixed-seed random, no env, files or network) whose clocks, random
+//!   and env the host may grant ([`Grants`]); its stdout/stderr go to `tracing` under the same
+//!   per-call cap as the log. Any other import is refused at load.
+//! - Wall-clock backstop (opt-in, [`Limits::wall_clock_limit`]): epoch interruption, a typed
+//!   [`PluginError::WallClockTimeout`] (an infrastructure error, not deterministic).
 //! - Determinism: NaN canonicalization, deterministic relaxed SIMD, no threads or shared memory,
 //!   no component-model concurrency.
 //! - Failures are typed ([`PluginError`]) and name the plugin and the call. A trapped instance is
