@@ -340,11 +340,11 @@ impl Actor {
     }
 
     fn read_stream(&mut self, after_seq: u64) -> IoResult {
-        let loaded = match self.preloaded.take() {
-            Some(headers) => Ok(headers),
-            None => self.load_log().map(|_| self.preloaded.take().unwrap_or_default()),
+        let records = match self.preloaded.take() {
+            Some(headers) => headers.records_after(&self.log.path, after_seq),
+            None => self.load_records(after_seq),
         };
-        match loaded.and_then(|headers| headers.records_after(&self.log.path, after_seq)) {
+        match records {
             Ok(records) => IoResult::Stream(records),
             Err(e @ StoreError::Corrupt { .. }) => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, e.to_string())),
             Err(e) => storage_failure(e.to_string()),
@@ -357,6 +357,20 @@ impl Actor {
     fn tail_after(&mut self, seq: u64) -> Option<log::Headers> {
         let (len, version) = self.inner.ledger.log(&self.stream)?;
         log::load_tail(&self.log.path, len, version, seq)
+    }
+
+    /// Reads the whole log decoding each line once (no separate header pass: the load without
+    /// a snapshot), sets length and version, and returns the records after `after_seq`.
+    fn load_records(&mut self, after_seq: u64) -> Result<Vec<evfold_core::EventRecord>, StoreError> {
+        self.log.file = None;
+        self.log.loaded = false;
+        let (records, len) = log::load_records(&self.log.path)?;
+        let version = records.last().map_or(0, |r| r.seq);
+        self.log.len = len;
+        self.log.version = version;
+        self.log.loaded = true;
+        self.inner.ledger.set_log(&self.stream, len, version);
+        Ok(records.into_iter().filter(|r| r.seq > after_seq).collect())
     }
 
     /// (Re)reads the log from disk (CRC-checking every line, recovering a torn tail), sets

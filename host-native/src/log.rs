@@ -52,6 +52,33 @@ pub fn load(path: &Path, torn: TornTail) -> Result<Option<LoadedLog>, StoreError
     Ok(Some(LoadedLog { records: scan.records, offsets, len: scan.valid_len }))
 }
 
+/// Every record of a log and its valid length, decoding each line once; anything unusual (torn
+/// tail, bad line, `seq` gap) goes through [`load`], so recovery and errors are identical.
+pub fn load_records(path: &Path) -> Result<(Vec<EventRecord>, u64), StoreError> {
+    let Some(bytes) = fsio::read_optional(path)? else { return Ok((Vec::new(), 0)) };
+    if let Some(records) = fast_records(&bytes) {
+        return Ok((records, bytes.len() as u64));
+    }
+    let loaded = load(path, TornTail::Quarantine)?.unwrap_or_default();
+    Ok((loaded.records, loaded.len))
+}
+
+/// The records of a log whose every line is complete, valid and in `seq` order; `None` else.
+fn fast_records(bytes: &[u8]) -> Option<Vec<EventRecord>> {
+    let mut records: Vec<EventRecord> = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let nl = bytes[at..].iter().position(|b| *b == b'\n')?;
+        let record = decode_line(&bytes[at..at + nl]).ok()?;
+        if record.seq != records.len() as u64 + 1 {
+            return None;
+        }
+        records.push(record);
+        at += nl + 1;
+    }
+    Some(records)
+}
+
 /// Start offsets of the complete lines in `bytes`.
 fn line_offsets(bytes: &[u8]) -> Vec<u64> {
     let mut offsets = Vec::new();
@@ -332,6 +359,7 @@ mod tests {
             assert_eq!((line.seq, line.pos, &line.id, line.offset), (record.seq, record.pos, &record.id, *offset));
         }
         assert_eq!(headers.records_after(&path, 3).unwrap(), full.records[3..]);
+        assert_eq!(load_records(&path).unwrap(), (full.records.clone(), full.len), "one-pass load");
         assert!(fast_headers(&bytes, 0, 0).is_none(), "escaped ids take the fallback path");
         let plain = encode_record(&record(1, "plain"));
         assert_eq!(fast_headers(&plain, 0, 0).unwrap()[0].id, EventId("plain".into()));
