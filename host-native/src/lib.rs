@@ -14,8 +14,9 @@
 //!   and [`AggregateStore::subscribe`] follow that order through an index and never see a
 //!   position before every earlier one is durable.
 //! - On open, a torn last line is quarantined (`events.jsonl.torn-<offset>`) and truncated; a
-//!   corrupt line is refused with [`StoreError::Corrupt`] (file, line, offset). [`verify_store`]
-//!   and [`repair_stream`] make repairs explicit.
+//!   corrupt last line is refused with [`StoreError::Corrupt`] (file, line, offset), and so is a
+//!   corrupt earlier line when its log is first read. [`verify_store`] checks every line, and
+//!   [`repair_stream`] makes a repair explicit.
 //!
 //! Layout: see [`StoreLayout`].
 //!
@@ -30,8 +31,12 @@
 //! - Process-manager dispatch is at-least-once with stable event ids derived from the dispatch
 //!   id: a re-dispatch after a crash is recognised and acknowledged without running again.
 //! - `inject_event` dedups against every event id on disk (executed or injected), across restarts.
-//! - Opening reads and CRC-checks every log (without decoding JSON) to rebuild the position
-//!   index and the id set in memory (~30 bytes per event); open time grows with the store.
+//! - Opening reads only the last line of every log. The position index and the id set (~30
+//!   bytes per event in memory) are rebuilt by one CRC scan of every log (no JSON decoding) the
+//!   first time an append, a dispatch, a reader or `read_all` needs them.
+//! - Projection checkpoints are coalesced (see [`coalesced_reader_config`]) and written without
+//!   fsync except at close: a crash costs a refold from an older checkpoint, never a wrong state.
+//!   Process-manager checkpoints stay durable after every batch.
 //! - Known limit: per-line CRCs cannot tell that a power cut kept only some whole lines of an
 //!   unacknowledged multi-event command; fixing that needs a batch marker in the core format.
 //!
