@@ -127,8 +127,7 @@ pub(crate) fn run<R>(
     call: &Call,
     f: impl FnOnce(&mut Store<Sandbox>) -> wasmtime::Result<R>,
 ) -> Result<R, PluginError> {
-    let output = store.data().output.clone();
-    output.begin_call();
+    store.data().output.begin_call();
     if let Err(error) = store.set_fuel(limits.fuel) {
         return Err(PluginError::Engine(format!("fuel is not enabled: {error}")));
     }
@@ -136,7 +135,7 @@ pub(crate) fn run<R>(
         store.set_epoch_deadline(crate::limits::epoch_deadline_ticks(limit));
     }
     let result = f(store);
-    output.end_call(call);
+    store.data().output.end_call(call);
     result.map_err(|error| classify(&error, store.data(), limits, call))
 }
 

@@ -3,6 +3,7 @@
 //! capture of guest output (stdout, stderr and the `log` import) into `tracing`.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -153,10 +154,17 @@ pub(crate) enum LogLevel {
 }
 
 /// Guest output of one instance under the per-call byte cap (`Limits::log_bytes`), shared by
-/// the `log` import and the WASI stdout/stderr streams. Cheap to clone (one shared state).
+/// the `log` import and the WASI stdout/stderr streams. Cheap to clone (one shared state). A call
+/// that writes nothing costs two relaxed atomic loads (no lock).
 #[derive(Clone)]
 pub(crate) struct Output {
-    state: Arc<Mutex<OutputState>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Something was written since the last `begin_call` (the state needs work).
+    touched: AtomicBool,
+    state: Mutex<OutputState>,
 }
 
 struct OutputState {
@@ -186,24 +194,34 @@ impl Output {
             panic_pending: false,
             last_panic: None,
         };
-        Output { state: Arc::new(Mutex::new(state)) }
+        Output { shared: Arc::new(Shared { touched: AtomicBool::new(false), state: Mutex::new(state) }) }
     }
 
+    /// The state, marked as touched (a write or a reset follows).
     fn lock(&self) -> MutexGuard<'_, OutputState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.touched.store(true, Ordering::Relaxed);
+        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Resets the per-call budget.
+    /// Resets the per-call budget and the panic message (nothing to do after a silent call).
     pub(crate) fn begin_call(&self) {
+        if !self.shared.touched.load(Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.lock();
+        self.shared.touched.store(false, Ordering::Relaxed);
         state.used = 0;
         state.dropped = 0;
         state.last_panic = None;
         state.panic_pending = false;
     }
 
-    /// Forwards unfinished lines and reports what the cap dropped during the call.
+    /// Forwards unfinished lines and reports what the cap dropped during the call (nothing to do
+    /// after a silent call). The panic message stays readable until the next `begin_call`.
     pub(crate) fn end_call(&self, call: &Call) {
+        if !self.shared.touched.load(Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.lock();
         for stream in [Stream::Stdout, Stream::Stderr] {
             let line = std::mem::take(&mut state.partial[stream as usize]);
@@ -219,6 +237,9 @@ impl Output {
 
     /// The guest's panic message, if it reported one during this call.
     pub(crate) fn last_panic(&self) -> Option<String> {
+        if !self.shared.touched.load(Ordering::Relaxed) {
+            return None;
+        }
         self.lock().last_panic.clone()
     }
 
@@ -414,10 +435,20 @@ mod tests {
             (b"0123456789\nabcdefghijKLMN", b"thread '<unnamed>' panicked at src/lib.rs:1:2:\nboom\nnote: ...\n");
         output.write(Stream::Stdout, stdout);
         output.write(Stream::Stderr, stderr);
+        {
+            let state = output.lock();
+            assert_eq!((state.used, state.dropped), (20, stdout.len() + stderr.len() - 20));
+            assert_eq!(state.partial[Stream::Stdout as usize], b"abcdefghi");
+        }
+        output.end_call(&Call::Fold);
+        assert_eq!(output.last_panic().as_deref(), Some("panicked at src/lib.rs:1:2: boom"));
+        assert!(output.lock().partial.iter().all(Vec::is_empty), "flushed at the end of the call");
+        // The next call starts with a fresh budget and no panic.
+        output.begin_call();
+        assert_eq!(output.last_panic(), None);
+        output.write(Stream::Stdout, b"x\n");
         let state = output.lock();
-        assert_eq!((state.used, state.dropped), (20, stdout.len() + stderr.len() - 20));
-        assert_eq!(state.partial[Stream::Stdout as usize], b"abcdefghi");
-        assert_eq!(state.last_panic.as_deref(), Some("panicked at src/lib.rs:1:2: boom"));
+        assert_eq!((state.used, state.dropped), (2, 0));
     }
 
     #[test]
