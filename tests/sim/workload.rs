@@ -37,7 +37,7 @@ impl Plan {
         let n_counters = rng.range(1, 2);
         let n_accounts = rng.range(2, 3);
         let stream = |kind: &str, prefix: &str, i: u64| StreamId::new(kind, format!("{prefix}{i}")).expect("valid");
-        Plan {
+        let plan = Plan {
             counters: (0..n_counters).map(|i| stream(Counter::AGGREGATE_TYPE, "c", i)).collect(),
             accounts: (0..n_accounts).map(|i| stream(BankAccount::AGGREGATE_TYPE, "a", i)).collect(),
             n_commands: rng.range(8, 30) as u32,
@@ -60,8 +60,22 @@ impl Plan {
                 retry_backoff_ms: rng.range(1, 4),
                 ..ReaderConfig::default()
             },
-        }
+        };
+        coalesce_checkpoints(plan)
     }
+}
+
+/// About half the plans coalesce reader checkpoints (by count, by time, after a quiet period),
+/// derived from values already drawn, so the random stream and every seed's workload stay the
+/// same.
+fn coalesce_checkpoints(mut plan: Plan) -> Plan {
+    let reader = &mut plan.reader;
+    if reader.retry_backoff_ms % 2 == 1 {
+        reader.checkpoint_every_events = 3 + reader.checkpoint_every_events * 2;
+        reader.checkpoint_every_ms = Some(5 + reader.retry_backoff_ms * 3);
+        reader.checkpoint_quiet_ms = Some(reader.retry_backoff_ms);
+    }
+    plan
 }
 
 /// One client command.
