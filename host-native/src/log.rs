@@ -69,12 +69,16 @@ fn fast_records(bytes: &[u8]) -> Option<Vec<EventRecord>> {
     let mut at = 0usize;
     while at < bytes.len() {
         let nl = bytes[at..].iter().position(|b| *b == b'\n')?;
-        let record = decode_line(&bytes[at..at + nl]).ok()?;
+        let line = &bytes[at..at + nl];
+        let record = decode_line(line).ok()?;
         if record.seq != records.len() as u64 + 1 {
             return None;
         }
         records.push(record);
         at += nl + 1;
+        if at == bytes.len() && line_continues(line) {
+            return None; // ends inside an append that never completed: the scanner drops it
+        }
     }
     Some(records)
 }
@@ -404,5 +408,26 @@ mod tests {
         let mut two = encode_record(&record(1, "a"));
         two.extend(encode_record(&record(3, "b")));
         assert!(fast_headers(&two, 0, 0).is_none(), "seq gap");
+    }
+
+    #[test]
+    fn an_unfinished_append_at_the_end_is_dropped_by_every_load_path() {
+        let first = encode_record(&record(1, "a"));
+        let append = evfold_core::encode_append(&[record(2, "b"), record(3, "c")]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        // The log ends after the first line of a two-line append: its "more" line is valid
+        // alone, but the append never completed.
+        let cut = append.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let unfinished: Vec<u8> = first.iter().chain(&append[..cut]).copied().collect();
+        assert!(fast_records(&unfinished).is_none());
+        assert!(fast_headers(&unfinished, 0, 0).is_none());
+        std::fs::write(&path, &unfinished).unwrap();
+        assert_eq!(last_line_state(&path), None, "open must recover this log, not trust it");
+        let (records, len) = load_records(&path).unwrap();
+        assert_eq!((records.len(), len), (1, first.len() as u64), "the whole append is dropped");
+        assert_eq!(std::fs::read(&path).unwrap(), first, "and cut from the log (quarantined)");
+        let whole: Vec<u8> = first.iter().chain(&append).copied().collect();
+        assert_eq!(fast_records(&whole).map(|r| r.len()), Some(3), "a finished append is kept");
     }
 }
