@@ -37,7 +37,7 @@
 //! ## Speed
 //! Compiled once per (plugin content, engine config), optionally cached on disk
 //! ([`EngineOptions::cache_dir`]); instances come from a pre-linked `InstancePre`; folds cross in
-//! batches. `src/bin/plugin-bench.rs` measures against native code.
+//! batches (one JSONL string per batch). `benches/plugin.rs` measures against native code.
 //!
 //! The binary `evfold-wasi-run` runs `wasm32-wasip1` test binaries (see its docs).
 
@@ -48,6 +48,7 @@ mod engine;
 mod error;
 mod json;
 mod limits;
+mod native;
 mod projection;
 mod sandbox;
 mod wasi;
@@ -56,6 +57,7 @@ pub use aggregate::{PluginAggregate, PluginAggregateFactory};
 pub use engine::{plugin_info, PluginEngine, PluginInfo, PluginKind, ABI_VERSION};
 pub use error::{plugin_error, Call, PluginError};
 pub use limits::{Allocation, EngineOptions, Limits};
+pub use native::PluginRegistration;
 pub use projection::PluginProjection;
 pub use sandbox::SHADOW_RECURSION_FRAMES;
 pub use wasi::Grants;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use evfold_core::examples::{Balances, BankAccount, BankCommand};
 use evfold_core::{to_payload, CommandContext, ExpectedVersion, Payload};
 use evfold_native::{counting_id_seeds, AggregateStore, AggregateStoreBuilder, ExecuteError, ManualClock};
-use evfold_wasi::{plugin_error, PluginError};
+use evfold_wasi::{plugin_error, PluginError, PluginRegistration};
 use serde_json::Value;
 
 use crate::common::{bank_scenario, engine, plugin};
@@ -18,9 +18,12 @@ fn builder(dir: &Path, plugin_build: bool) -> AggregateStoreBuilder {
     let clock = ManualClock::new(1_790_000_000_000);
     let builder = AggregateStore::builder(dir).clock(clock.clock()).id_seed_source(counting_id_seeds(1 << 64));
     if plugin_build {
-        let bank = engine().load_aggregate(plugin("bank-account")).unwrap();
-        let balances = engine().load_projection(plugin("balances")).unwrap();
-        builder.aggregate_factory(Arc::new(bank)).projection_dyn(Box::new(balances))
+        // Registration by file path, exactly like the native types below.
+        builder
+            .aggregate_plugin(engine(), plugin("bank-account"))
+            .unwrap()
+            .projection_plugin(engine(), plugin("balances"))
+            .unwrap()
     } else {
         builder.aggregate::<BankAccount>().projection::<Balances>()
     }
