@@ -14,6 +14,7 @@ use crate::bindings::aggregate::exports::evfold::plugin::aggregate as wit;
 use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
+use crate::instance::Instance;
 use crate::json::{parse_checked, parse_payload_lines, payload_lines, write_tagged};
 use crate::sandbox::{self, Sandbox};
 
@@ -60,13 +61,14 @@ impl LoadedAggregate {
         self.plugin.to_string()
     }
 
+    /// Instantiates the pre-linked component in `store`.
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<AggregatePlugin> {
+        self.pre.instantiate(store)
+    }
+
     /// A fresh instance in the initial state.
-    fn instantiate(&self) -> Result<Live, PluginError> {
-        let mut store = sandbox::new_store(&self.engine.engine, self.plugin.clone(), &self.engine.limits);
-        let bindings = sandbox::run(&mut store, &self.engine.limits, &Call::Instantiate, |store| {
-            self.pre.instantiate(&mut *store)
-        })?;
-        Ok(Live { store, bindings })
+    fn start(&self) -> Result<Instance<AggregatePlugin>, PluginError> {
+        Instance::start(self.engine.clone(), self.plugin.clone(), &|store| self.instantiate(store))
     }
 
     /// Checks the events `decide` returned (tagged JSONL): size cap, JSON depth, syntax and shape,
@@ -112,12 +114,6 @@ impl LoadedAggregate {
     }
 }
 
-/// One live component instance.
-struct Live {
-    store: Store<Sandbox>,
-    bindings: AggregatePlugin,
-}
-
 /// Makes sandboxed instances of one aggregate plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginAggregateFactory {
@@ -136,7 +132,7 @@ impl PluginAggregateFactory {
 
     /// A new instance, typed (the trait method returns it boxed).
     pub fn instance(&self) -> Result<PluginAggregate, PluginError> {
-        Ok(PluginAggregate { live: Some(self.loaded.instantiate()?), loaded: self.loaded.clone(), scratch: Vec::new() })
+        Ok(PluginAggregate { instance: self.loaded.start()?, loaded: self.loaded.clone(), scratch: Vec::new() })
     }
 }
 
@@ -153,7 +149,7 @@ impl AggregateFactory for PluginAggregateFactory {
 /// One aggregate instance running in its own sandbox (store + component instance).
 pub struct PluginAggregate {
     loaded: Arc<LoadedAggregate>,
-    live: Option<Live>,
+    instance: Instance<AggregatePlugin>,
     /// Reused buffer for the JSON text sent to the guest.
     scratch: Vec<u8>,
 }
@@ -166,36 +162,16 @@ impl PluginAggregate {
 
     /// Whether the instance was discarded after a trap (until `reset()`).
     pub fn is_discarded(&self) -> bool {
-        self.live.is_none()
-    }
-
-    /// Runs one guest call; a trap discards the instance.
-    fn invoke<R>(
-        &mut self,
-        call: &Call,
-        f: impl FnOnce(&AggregatePlugin, &mut Store<Sandbox>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let Some(live) = self.live.as_mut() else {
-            return Err(PluginError::Discarded { plugin: self.loaded.plugin(), call: call.clone() });
-        };
-        let bindings = &live.bindings;
-        let result = sandbox::run(&mut live.store, &self.loaded.engine.limits, call, |store| f(bindings, store));
-        if result.as_ref().is_err_and(PluginError::kills_instance) {
-            tracing::warn!(plugin = %self.loaded.plugin, %call, "plugin instance discarded after a trap");
-            self.live = None;
-        }
-        result
+        self.instance.is_discarded()
     }
 
     /// Decides a command: typed error version of [`DynAggregate::decide`].
     pub fn try_decide(&mut self, command: &Payload) -> Result<Decision, PluginError> {
         let call = Call::Decide(command.type_name.clone());
-        let mut text = std::mem::take(&mut self.scratch);
-        text.clear();
-        write_tagged(&mut text, command);
-        let command_text = std::str::from_utf8(&text).expect("serde_json writes UTF-8");
-        let outcome = self.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command_text));
-        self.scratch = text;
+        self.scratch.clear();
+        write_tagged(&mut self.scratch, command);
+        let command = std::str::from_utf8(&self.scratch).expect("serde_json writes UTF-8");
+        let outcome = self.instance.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command));
         match outcome? {
             Err(message) => Err(self.loaded.guest_error(call, message)),
             Ok(wit::Decision::Rejected(message)) => Ok(Err(Rejection::message(message))),
@@ -205,25 +181,19 @@ impl PluginAggregate {
 
     /// Folds events (in chunks of `Limits::fold_chunk`, each one JSONL string with fresh fuel).
     pub fn try_apply(&mut self, events: &[Payload]) -> Result<(), PluginError> {
-        let mut text = std::mem::take(&mut self.scratch);
-        let mut result = Ok(());
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
-            let batch = payload_lines(&mut text, chunk);
-            result = match self.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, batch)) {
-                Ok(outcome) => outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message)),
-                Err(error) => Err(error),
-            };
-            if result.is_err() {
-                break;
-            }
+            let batch = payload_lines(&mut self.scratch, chunk);
+            let outcome =
+                self.instance.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, batch))?;
+            outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message))?;
         }
-        self.scratch = text;
-        result
+        Ok(())
     }
 
     /// The state as JSON.
     pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
-        let outcome = self.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_aggregate().call_snapshot(store))?;
+        let outcome =
+            self.instance.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_aggregate().call_snapshot(store))?;
         let text = outcome.map_err(|message| self.loaded.guest_error(Call::Snapshot, message))?;
         self.loaded.accept_snapshot(&Call::Snapshot, &text)
     }
@@ -231,19 +201,16 @@ impl PluginAggregate {
     /// Replaces the state with a snapshot.
     pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
         let text = snapshot.to_string();
-        let outcome = self.invoke(&Call::Restore, |b, store| b.evfold_plugin_aggregate().call_restore(store, &text))?;
+        let outcome =
+            self.instance.invoke(&Call::Restore, |b, store| b.evfold_plugin_aggregate().call_restore(store, &text))?;
         outcome.map_err(|message| self.loaded.guest_error(Call::Restore, message))
     }
 
     /// Back to the initial state: the guest's `reset`, or a fresh instance after a trap.
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
-        if self.live.is_some()
-            && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_aggregate().call_reset(store)).is_ok()
-        {
-            return Ok(());
-        }
-        self.live = Some(self.loaded.instantiate()?);
-        Ok(())
+        let loaded = &self.loaded;
+        self.instance
+            .reset(|b, store| b.evfold_plugin_aggregate().call_reset(store), &|store| loaded.instantiate(store))
     }
 }
 

@@ -46,6 +46,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod error;
+mod instance;
 mod json;
 mod limits;
 mod native;

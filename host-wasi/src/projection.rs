@@ -10,6 +10,7 @@ use wasmtime::Store;
 use crate::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
+use crate::instance::Instance;
 use crate::json::{parse_checked, stored_lines};
 use crate::sandbox::{self, Sandbox};
 
@@ -54,12 +55,14 @@ impl LoadedProjection {
         self.plugin.to_string()
     }
 
-    fn instantiate(&self) -> Result<Live, PluginError> {
-        let mut store = sandbox::new_store(&self.engine.engine, self.plugin.clone(), &self.engine.limits);
-        let bindings = sandbox::run(&mut store, &self.engine.limits, &Call::Instantiate, |store| {
-            self.pre.instantiate(&mut *store)
-        })?;
-        Ok(Live { store, bindings })
+    /// Instantiates the pre-linked component in `store`.
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<ProjectionPlugin> {
+        self.pre.instantiate(store)
+    }
+
+    /// A fresh instance with the empty read model.
+    fn start(&self) -> Result<Instance<ProjectionPlugin>, PluginError> {
+        Instance::start(self.engine.clone(), self.plugin.clone(), &|store| self.instantiate(store))
     }
 
     /// Parses JSON text the guest returned (snapshot or query), within the snapshot cap.
@@ -77,22 +80,17 @@ impl LoadedProjection {
     }
 }
 
-struct Live {
-    store: Store<Sandbox>,
-    bindings: ProjectionPlugin,
-}
-
 /// A projection running in a sandbox.
 pub struct PluginProjection {
     loaded: Arc<LoadedProjection>,
-    live: Option<Live>,
+    instance: Instance<ProjectionPlugin>,
     /// Reused buffer for the JSONL batches sent to the guest.
     scratch: Vec<u8>,
 }
 
 impl PluginProjection {
     pub(crate) fn new(loaded: Arc<LoadedProjection>) -> Result<Self, PluginError> {
-        Ok(PluginProjection { live: Some(loaded.instantiate()?), loaded, scratch: Vec::new() })
+        Ok(PluginProjection { instance: loaded.start()?, loaded, scratch: Vec::new() })
     }
 
     /// The plugin's metadata.
@@ -102,24 +100,7 @@ impl PluginProjection {
 
     /// Whether the instance was discarded after a trap (until `reset()`).
     pub fn is_discarded(&self) -> bool {
-        self.live.is_none()
-    }
-
-    fn invoke<R>(
-        &mut self,
-        call: &Call,
-        f: impl FnOnce(&ProjectionPlugin, &mut Store<Sandbox>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
-        let Some(live) = self.live.as_mut() else {
-            return Err(PluginError::Discarded { plugin: self.loaded.plugin(), call: call.clone() });
-        };
-        let bindings = &live.bindings;
-        let result = sandbox::run(&mut live.store, &self.loaded.engine.limits, call, |store| f(bindings, store));
-        if result.as_ref().is_err_and(PluginError::kills_instance) {
-            tracing::warn!(plugin = %self.loaded.plugin, %call, "plugin instance discarded after a trap");
-            self.live = None;
-        }
-        result
+        self.instance.is_discarded()
     }
 
     fn guest_result<R>(&self, call: Call, outcome: Result<R, String>) -> Result<R, PluginError> {
@@ -129,25 +110,19 @@ impl PluginProjection {
     /// Folds events in store-wide order (chunks of `Limits::fold_chunk`, each one JSONL string
     /// with fresh fuel).
     pub fn try_apply(&mut self, events: &[StoredEvent]) -> Result<(), PluginError> {
-        let mut text = std::mem::take(&mut self.scratch);
-        let mut result = Ok(());
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
-            let batch = stored_lines(&mut text, chunk);
-            result = match self.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, batch)) {
-                Ok(outcome) => self.guest_result(Call::Apply, outcome),
-                Err(error) => Err(error),
-            };
-            if result.is_err() {
-                break;
-            }
+            let batch = stored_lines(&mut self.scratch, chunk);
+            let outcome =
+                self.instance.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, batch))?;
+            self.guest_result(Call::Apply, outcome)?;
         }
-        self.scratch = text;
-        result
+        Ok(())
     }
 
     /// The read model as JSON.
     pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
-        let outcome = self.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_projection().call_snapshot(store))?;
+        let outcome =
+            self.instance.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_projection().call_snapshot(store))?;
         let text = self.guest_result(Call::Snapshot, outcome)?;
         self.loaded.accept_json(&Call::Snapshot, &text)
     }
@@ -156,25 +131,22 @@ impl PluginProjection {
     pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
         let text = snapshot.to_string();
         let outcome =
-            self.invoke(&Call::Restore, |b, store| b.evfold_plugin_projection().call_restore(store, &text))?;
+            self.instance.invoke(&Call::Restore, |b, store| b.evfold_plugin_projection().call_restore(store, &text))?;
         self.guest_result(Call::Restore, outcome)
     }
 
     /// Back to the empty read model (a fresh instance after a trap).
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
-        if self.live.is_some()
-            && self.invoke(&Call::Reset, |b, store| b.evfold_plugin_projection().call_reset(store)).is_ok()
-        {
-            return Ok(());
-        }
-        self.live = Some(self.loaded.instantiate()?);
-        Ok(())
+        let loaded = &self.loaded;
+        self.instance
+            .reset(|b, store| b.evfold_plugin_projection().call_reset(store), &|store| loaded.instantiate(store))
     }
 
     /// Reads part of the read model: `pointer` is a JSON pointer (RFC 6901; `""` = all of it).
     /// Absent parts read as `null`.
     pub fn query(&mut self, pointer: &str) -> Result<Value, PluginError> {
-        let outcome = self.invoke(&Call::Query, |b, store| b.evfold_plugin_projection().call_query(store, pointer))?;
+        let outcome =
+            self.instance.invoke(&Call::Query, |b, store| b.evfold_plugin_projection().call_query(store, pointer))?;
         let text = self.guest_result(Call::Query, outcome)?;
         self.loaded.accept_json(&Call::Query, &text)
     }
