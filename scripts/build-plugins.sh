@@ -17,7 +17,7 @@ root=$(pwd)
 out_dir=${EVFOLD_PLUGIN_DIR:-$root/target/plugins}
 wasm_dir=${EVFOLD_WASM_TARGET_DIR:-$root/target/wasm}
 tool_dir=${CARGO_TARGET_DIR:-$root/target}
-plugins=(counter bank-account balances hostile wrong-abi)
+plugins=(counter bank-account bank-account-fees balances hostile wrong-abi)
 wasi_plugins=(wasi-probe)
 
 echo "build-plugins: componentizer (evfold-componentize)" >&2

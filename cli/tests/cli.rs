@@ -344,3 +344,26 @@ fn demo_runs_the_bank_scenario_with_plugins_and_natively() {
     evfold(&foreign).arg("demo").assert().code(1).stderr(predicate::str::contains("not created by `evfold demo`"));
     assert!(foreign.join("precious.txt").exists());
 }
+
+#[test]
+fn replay_reports_where_a_new_version_diverges_with_exit_code_5() {
+    let dir = bank_store(); // alice withdrew once: the fee-charging version folds another balance
+    let fees = plugins().join("bank-account-fees.wasm");
+    evfold(dir.path())
+        .args(["replay", "--candidate"])
+        .arg(&fees)
+        .assert()
+        .code(5)
+        .stdout(predicate::str::contains("alice"))
+        .stdout(predicate::str::contains("1 divergence"));
+    let out = evfold(dir.path()).args(["--json", "replay", "--candidate"]).arg(&fees).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let report = json_of(&out.stdout);
+    assert_eq!(report["clean"], false);
+    evfold(dir.path())
+        .args(["replay", "--id", "bob", "--candidate"])
+        .arg(&fees)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 divergence"));
+}
