@@ -24,6 +24,9 @@ pub struct AggregateConfig {
     pub max_batch_events: usize,
     /// Largest serialized event `data`, in bytes.
     pub max_event_bytes: usize,
+    /// Largest serialized command `data`, in bytes; a larger command is refused before domain
+    /// code (native or plugin) sees it.
+    pub max_command_bytes: usize,
     /// How often a command is re-decided after losing an append race to another writer.
     pub conflict_retries: u32,
     /// Report `Notification::Idle` after this long without work; `None` = never.
@@ -37,6 +40,7 @@ impl Default for AggregateConfig {
             sync_each_batch: true,
             max_batch_events: 1024,
             max_event_bytes: 1 << 20,
+            max_command_bytes: 1 << 20,
             conflict_retries: 8,
             idle_timeout_ms: None,
         }
@@ -380,6 +384,12 @@ impl AggregateMachine {
             );
             return true;
         }
+        let command_bytes = json_len(&command.data);
+        if command_bytes > self.config.max_command_bytes {
+            let (command_type, limit) = (command.type_name.clone(), self.config.max_command_bytes);
+            self.reply(*id, Err(CommandError::CommandTooLarge { command_type, bytes: command_bytes, limit }));
+            return true;
+        }
         let events = match self.aggregate.decide(command) {
             Ok(Ok(events)) => events,
             Ok(Err(rejection)) => {
@@ -405,7 +415,7 @@ impl AggregateMachine {
 
     fn oversized(&self, events: &[Payload]) -> Option<CommandError> {
         events.iter().find_map(|e| {
-            let bytes = serde_json::to_vec(&e.data).map(|v| v.len()).unwrap_or(usize::MAX);
+            let bytes = json_len(&e.data);
             (bytes > self.config.max_event_bytes).then(|| CommandError::EventTooLarge {
                 event_type: e.type_name.clone(),
                 bytes,
@@ -538,6 +548,25 @@ impl AggregateMachine {
 
 /// An event whose data (or a metadata value) nests deeper than [`crate::codec::MAX_JSON_DEPTH`]
 /// could be written but never read back: refuse it as a fault before anything is appended.
+/// Length of `value` serialized as JSON, counted without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 fn too_deep(events: &[Payload], context: &crate::types::Metadata) -> Option<CommandError> {
     let limit = crate::codec::MAX_JSON_DEPTH;
     let data = events.iter().map(|e| (e.type_name.as_str(), &e.data));

@@ -225,6 +225,17 @@ pub enum CommandError {
         /// The limit.
         limit: usize,
     },
+    /// The command's data exceeds the configured limit; domain code never saw it. Nothing was
+    /// written.
+    #[error("command {command_type} is {bytes} bytes, over the {limit}-byte limit")]
+    CommandTooLarge {
+        /// Offending command type.
+        command_type: String,
+        /// Its serialized data size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Domain code failed to run (bad payload, plugin trap). Nothing was written.
     #[error("domain code failed: {0}")]
     Fault(Fault),

@@ -125,6 +125,10 @@ pub struct AggregateSettings {
     pub max_batch_events: usize,
     /// See [`AggregateConfig::max_event_bytes`].
     pub max_event_bytes: usize,
+    /// See [`AggregateConfig::max_command_bytes`] (written only when not the default, so
+    /// journals from before it existed read back unchanged).
+    #[serde(default = "default_max_command_bytes", skip_serializing_if = "is_default_max_command_bytes")]
+    pub max_command_bytes: usize,
     /// See [`AggregateConfig::conflict_retries`].
     pub conflict_retries: u32,
     /// See [`AggregateConfig::idle_timeout_ms`].
@@ -138,6 +142,7 @@ impl From<&AggregateConfig> for AggregateSettings {
             sync_each_batch: c.sync_each_batch,
             max_batch_events: c.max_batch_events,
             max_event_bytes: c.max_event_bytes,
+            max_command_bytes: c.max_command_bytes,
             conflict_retries: c.conflict_retries,
             idle_timeout_ms: c.idle_timeout_ms,
         }
@@ -151,10 +156,19 @@ impl From<AggregateSettings> for AggregateConfig {
             sync_each_batch: s.sync_each_batch,
             max_batch_events: s.max_batch_events,
             max_event_bytes: s.max_event_bytes,
+            max_command_bytes: s.max_command_bytes,
             conflict_retries: s.conflict_retries,
             idle_timeout_ms: s.idle_timeout_ms,
         }
     }
+}
+
+fn default_max_command_bytes() -> usize {
+    AggregateConfig::default().max_command_bytes
+}
+
+fn is_default_max_command_bytes(bytes: &usize) -> bool {
+    *bytes == default_max_command_bytes()
 }
 
 /// Serializable form of [`ReaderConfig`].
@@ -294,6 +308,7 @@ impl From<&CommandError> for ErrorRecord {
             CommandError::Rejected(_) => "Rejected",
             CommandError::WrongExpectedVersion { .. } => "WrongExpectedVersion",
             CommandError::EventTooLarge { .. } => "EventTooLarge",
+            CommandError::CommandTooLarge { .. } => "CommandTooLarge",
             CommandError::Fault(_) => "Fault",
             CommandError::Conflict { .. } => "Conflict",
             CommandError::Storage(_) => "Storage",

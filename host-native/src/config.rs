@@ -103,6 +103,8 @@ pub struct StoreConfig {
     pub max_batch_events: usize,
     /// Largest serialized event `data`, in bytes (default 1 MiB).
     pub max_event_bytes: usize,
+    /// Largest serialized command `data`, in bytes (default 1 MiB).
+    pub max_command_bytes: usize,
     /// How long a reader waits after a commit wakes it before catching up, so one catch-up
     /// (and one checkpoint write) covers many commits. State queries never wait for it.
     pub reader_wake_delay: Duration,
@@ -119,6 +121,7 @@ impl Default for StoreConfig {
             reader: coalesced_reader_config(),
             max_batch_events: 1024,
             max_event_bytes: 1 << 20,
+            max_command_bytes: 1 << 20,
             reader_wake_delay: Duration::from_millis(10),
         }
     }
@@ -148,6 +151,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("reader", &self.reader)
             .field("max_batch_events", &self.max_batch_events)
             .field("max_event_bytes", &self.max_event_bytes)
+            .field("max_command_bytes", &self.max_command_bytes)
             .field("reader_wake_delay", &self.reader_wake_delay)
             .finish_non_exhaustive()
     }

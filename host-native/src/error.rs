@@ -129,6 +129,16 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
         /// The limit.
         limit: usize,
     },
+    /// The command exceeds the size limit; domain code never saw it. Nothing was written.
+    #[error("command {command_type} is {bytes} bytes, over the {limit}-byte limit")]
+    CommandTooLarge {
+        /// Offending command type.
+        command_type: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Domain code failed to run (bad payload, plugin trap). Nothing was written.
     #[error("domain code failed: {0}")]
     Fault(Fault),
@@ -183,6 +193,9 @@ impl<E: std::error::Error + 'static> ExecuteError<E> {
             }
             CommandError::EventTooLarge { event_type, bytes, limit } => {
                 ExecuteError::EventTooLarge { event_type, bytes, limit }
+            }
+            CommandError::CommandTooLarge { command_type, bytes, limit } => {
+                ExecuteError::CommandTooLarge { command_type, bytes, limit }
             }
             CommandError::Fault(fault) => ExecuteError::Fault(fault),
             CommandError::Conflict { attempts } => ExecuteError::Conflict { attempts },

@@ -63,6 +63,7 @@ impl Inner {
             sync_each_batch: self.config.durability == Durability::Sync,
             max_batch_events: self.config.max_batch_events,
             max_event_bytes: self.config.max_event_bytes,
+            max_command_bytes: self.config.max_command_bytes,
             idle_timeout_ms: self.config.idle_timeout.map(|d| d.as_millis() as u64),
             ..AggregateConfig::default()
         }
@@ -350,6 +351,13 @@ impl AggregateStoreBuilder {
     /// are refused with [`ExecuteError::EventTooLarge`] before anything is written.
     pub fn max_event_bytes(mut self, bytes: usize) -> Self {
         self.config.max_event_bytes = bytes;
+        self
+    }
+
+    /// Largest serialized command `data` accepted (default 1 MiB); a larger command is refused
+    /// with [`ExecuteError::CommandTooLarge`] before domain code (native or plugin) sees it.
+    pub fn max_command_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_command_bytes = bytes;
         self
     }
 

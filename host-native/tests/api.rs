@@ -351,3 +351,21 @@ async fn event_size_limit_is_configurable() {
     assert!(matches!(big, Err(ExecuteError::EventTooLarge { limit: 64, .. })), "{big:?}");
     account.execute(BankCommand::Open { owner: "x".into() }, ctx()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_size_limit_refuses_before_domain_code_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        AggregateStore::builder(dir.path()).aggregate::<BankAccount>().max_command_bytes(64).open().await.unwrap();
+    let account = store.get::<BankAccount>("small").await.unwrap();
+    let big = account.execute(BankCommand::Open { owner: "x".repeat(100) }, ctx()).await;
+    match &big {
+        Err(ExecuteError::CommandTooLarge { command_type, bytes, limit: 64 }) => {
+            assert_eq!((command_type.as_str(), *bytes), ("Open", r#"{"owner":""}"#.len() + 100));
+        }
+        other => panic!("expected CommandTooLarge, got {other:?}"),
+    }
+    assert!(store.read_events("bank-account", "small").await.unwrap().is_empty());
+    account.execute(BankCommand::Open { owner: "x".into() }, ctx()).await.unwrap();
+    assert_eq!(store.read_events("bank-account", "small").await.unwrap().len(), 1);
+}
