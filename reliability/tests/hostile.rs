@@ -88,6 +88,24 @@ async fn oversized_event_is_refused_with_a_typed_error() {
     seed_account(&store, 2).await;
     let account = store.get::<BankAccount>("a-1").await.unwrap();
     let huge = "x".repeat(2 << 20);
+    // The command is as large as its event: it is the command limit that refuses it first.
+    let refused = account.execute(BankCommand::Open { owner: huge.clone() }, ctx()).await;
+    assert!(
+        matches!(&refused, Err(ExecuteError::CommandTooLarge { command_type, bytes, limit })
+            if command_type == "Open" && *bytes > *limit),
+        "{refused:?}"
+    );
+    drop(account);
+    store.close().await;
+    // With room for large commands, the event limit is what refuses it.
+    let store = AggregateStore::builder(dir.path())
+        .aggregate::<BankAccount>()
+        .aggregate::<Doc>()
+        .max_command_bytes(4 << 20)
+        .open()
+        .await
+        .expect("store opens");
+    let account = store.get::<BankAccount>("a-1").await.unwrap();
     let refused = account.execute(BankCommand::Open { owner: huge }, ctx()).await;
     assert!(
         matches!(&refused, Err(ExecuteError::EventTooLarge { event_type, bytes, limit })
@@ -116,12 +134,17 @@ async fn event_size_limit_is_configurable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_command_whose_event_is_small_is_accepted_and_stays_small() {
+async fn oversized_command_is_refused_and_a_padded_one_under_the_limit_stays_small() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     seed_account(&store, 0).await;
-    // 8 MiB of unknown fields in a JSON command: decoding drops them, the event stays small.
+    // 8 MiB of unknown fields in a JSON command: over the 1 MiB command limit, refused before
+    // decoding, nothing written.
     let command = Payload::new("Deposit", json!({ "amount": 5, "padding": "p".repeat(8 << 20) }));
+    let refused = store.execute_json("bank-account", "a-0", command, ctx(), evfold_core::ExpectedVersion::Any).await;
+    assert!(matches!(&refused, Err(ExecuteError::CommandTooLarge { limit, .. }) if *limit == 1 << 20), "{refused:?}");
+    // 512 KiB of unknown fields is under it: decoding drops them, the event stays small.
+    let command = Payload::new("Deposit", json!({ "amount": 5, "padding": "p".repeat(512 << 10) }));
     let committed = store
         .execute_json("bank-account", "a-0", command, ctx(), evfold_core::ExpectedVersion::Any)
         .await
