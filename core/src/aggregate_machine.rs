@@ -546,8 +546,6 @@ impl AggregateMachine {
     }
 }
 
-/// An event whose data (or a metadata value) nests deeper than [`crate::codec::MAX_JSON_DEPTH`]
-/// could be written but never read back: refuse it as a fault before anything is appended.
 /// Length of `value` serialized as JSON, counted without building the text.
 fn json_len(value: &serde_json::Value) -> usize {
     struct Counter(usize);
@@ -567,6 +565,8 @@ fn json_len(value: &serde_json::Value) -> usize {
     }
 }
 
+/// An event whose data (or a metadata value) nests deeper than [`crate::codec::MAX_JSON_DEPTH`]
+/// could be written but never read back: refuse it as a fault before anything is appended.
 fn too_deep(events: &[Payload], context: &crate::types::Metadata) -> Option<CommandError> {
     let limit = crate::codec::MAX_JSON_DEPTH;
     let data = events.iter().map(|e| (e.type_name.as_str(), &e.data));
