@@ -91,19 +91,20 @@ pub(crate) fn write_tagged(out: &mut Vec<u8>, payload: &Payload) {
 
 /// Writes `events` into `out` (cleared first) as tagged JSONL and returns it as text.
 pub(crate) fn payload_lines<'a>(out: &'a mut Vec<u8>, events: &[Payload]) -> &'a str {
-    out.clear();
-    for event in events {
-        write_tagged(out, event);
-        out.push(b'\n');
-    }
-    std::str::from_utf8(out).expect("serde_json writes UTF-8")
+    let tagged = events.iter().map(|e| TaggedRef { type_name: &e.type_name, data: &e.data });
+    json_lines(out, tagged)
 }
 
 /// Writes stored events into `out` (cleared first) as JSONL, one serialized `StoredEvent` per line.
 pub(crate) fn stored_lines<'a>(out: &'a mut Vec<u8>, events: &[StoredEvent]) -> &'a str {
+    json_lines(out, events)
+}
+
+/// Writes `items` into `out` (cleared first), one JSON value per line, and returns it as text.
+fn json_lines<T: Serialize>(out: &mut Vec<u8>, items: impl IntoIterator<Item = T>) -> &str {
     out.clear();
-    for event in events {
-        serde_json::to_writer(&mut *out, event).expect("a stored event always serializes");
+    for item in items {
+        serde_json::to_writer(&mut *out, &item).expect("events always serialize");
         out.push(b'\n');
     }
     std::str::from_utf8(out).expect("serde_json writes UTF-8")
