@@ -2,11 +2,9 @@
 //! return EIO): the caller gets "outcome unknown", never a false success; the stream is dropped
 //! and re-read from disk; readers never stall on the positions of the failed batch.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{ctx, PosOrder};
+use crate::common::{ctx, PosOrder};
 use evfold_core::examples::{Counter, CounterCommand};
 use evfold_native::{AggregateStore, ExecuteError, Faults};
 

@@ -1,11 +1,9 @@
 //! Domain code that panics must not hang callers or take the store down: the actor or reader
 //! thread is retired, callers get an error, and (for aggregates) the next use starts afresh.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ctx;
+use crate::common::ctx;
 use evfold_core::{Aggregate, Projection, StoredEvent};
 use evfold_native::{AggregateStore, ExecuteError, StoreError};
 use serde::{Deserialize, Serialize};

@@ -1,11 +1,11 @@
 //! Actors under contention: many concurrent first `get`s of one id, commands racing the idle
 //! timeout, concurrent commands on one aggregate (group commit).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::ctx;
+use crate::common::ctx;
 use evfold_core::examples::{Counter, CounterCommand};
 use evfold_native::AggregateStore;
 

@@ -1,7 +1,7 @@
 //! Stream ids are validated before any file is created: traversal, separators, empty, NUL and
 //! over-long ids are refused.
 
-mod common;
+use crate::common;
 
 use evfold_core::examples::{Counter, CounterCommand};
 use evfold_core::{CommandContext, EventId, ExpectedVersion, NewEvent, Payload, Timestamp};

@@ -1,11 +1,9 @@
 //! Crash recovery on real files: torn tails at every byte offset, NUL tails, corrupt lines
 //! refused with file/line/offset, explicit verify and repair, read-only inspection.
 
-mod common;
-
 use std::path::Path;
 
-use common::ctx;
+use crate::common::ctx;
 use evfold_core::examples::{Counter, CounterCommand};
 use evfold_core::StreamId;
 use evfold_native::{repair_stream, verify_store, AggregateStore, StoreError, StreamStatus};

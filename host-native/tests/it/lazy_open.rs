@@ -4,12 +4,10 @@
 //! checkpoints wait for a quiet period (state visible before), are written at close, and
 //! process managers still checkpoint after every batch.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::ctx;
+use crate::common::ctx;
 use evfold_core::examples::{Balances, BankAccount, BankCommand, Counter, CounterCommand};
 use evfold_core::ReaderConfig;
 use evfold_native::AggregateStore;

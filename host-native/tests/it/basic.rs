@@ -1,8 +1,8 @@
 //! The vertical slice: open, get, execute (durable), state, typed errors, restart.
 
-mod common;
+use crate::common;
 
-use common::{ctx, open};
+use crate::common::{ctx, open};
 use evfold_core::examples::{BankAccount, BankCommand, BankError, Counter, CounterCommand};
 use evfold_core::ExpectedVersion;
 use evfold_native::{AggregateStore, ExecuteError};

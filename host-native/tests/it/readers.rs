@@ -1,10 +1,10 @@
 //! Projections, process managers and subscriptions, driven from the store-wide order.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{ctx, PosOrder};
+use crate::common::{ctx, PosOrder};
 use evfold_core::examples::{Balances, BankAccount, BankCommand, Counter, CounterCommand};
 use evfold_native::{AggregateStore, StoreError};
 

@@ -2,9 +2,9 @@
 //! inject dedup across restarts, CommandBus routing, deterministic logs, buffered mode,
 //! snapshots, layout.
 
-mod common;
+use crate::common;
 
-use common::ctx;
+use crate::common::ctx;
 use evfold_core::examples::{BankAccount, BankCommand, Counter, CounterCommand, CounterEvent};
 use evfold_core::{
     Aggregate, CommandContext, EventId, ExpectedVersion, Metadata, NewEvent, Payload, StreamId, Timestamp,

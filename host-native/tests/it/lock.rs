@@ -1,7 +1,7 @@
 //! The store lock: a second opener, in another process or this one, gets a typed error naming
 //! the lock file; a read-only open works beside the writer.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -24,7 +24,7 @@ async fn lock_probe_child() {
 
 fn probe(dir: &std::path::Path) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lock_probe_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "lock::lock_probe_child", "--nocapture", "--test-threads=1"])
         .env(PROBE_DIR, dir)
         .output()
         .unwrap();

@@ -1,0 +1,14 @@
+//! The native store's integration tests, one binary (one link step) with a module per concern.
+
+mod common;
+
+mod api;
+mod basic;
+mod concurrency;
+mod faults;
+mod ids;
+mod lazy_open;
+mod lock;
+mod panics;
+mod readers;
+mod recovery;

@@ -1,0 +1,6 @@
+//! Hostile input and redispatch tests against the real native store, one binary with a module
+//! per concern (the kill and load tests stay separate binaries: `scripts/test.sh` runs them on
+//! their own to print their figures).
+
+mod hostile;
+mod pm_redispatch;
