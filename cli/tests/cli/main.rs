@@ -1,5 +1,7 @@
 //! End-to-end tests of the `evfold` binary on real stores in temp dirs: every command, exit
 //! codes, a corrupted log, a store locked by another process, a missing store, bad plugins.
+//!
+//! New tests go in a sibling module file (`mod name;` below the helpers): one binary, one link step.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
