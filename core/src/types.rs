@@ -49,9 +49,23 @@ pub enum InvalidName {
         /// Its index.
         index: usize,
     },
+    /// The part is a device name Windows reserves (`CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`,
+    /// `LPT0`-`LPT9`, any case, with or without an extension or trailing dots): a store holding it
+    /// could not be copied to, or shared with, a Windows machine.
+    #[error(
+        "{what} {value:?} is a device name reserved on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, in any case, \
+         with any extension): a store holding it could not be copied to or shared with Windows"
+    )]
+    ReservedOnWindows {
+        /// Which part.
+        what: &'static str,
+        /// The refused value.
+        value: String,
+    },
 }
 
-/// Checks one path-safe name: ASCII letters, digits, `-`, `_`, `.`; 1..=128 bytes; not `.`/`..`.
+/// Checks one path-safe name: ASCII letters, digits, `-`, `_`, `.`; 1..=128 bytes; not `.`/`..`;
+/// not a device name reserved on Windows. Allocates only to describe a refusal.
 pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidName> {
     if value.is_empty() {
         return Err(InvalidName::Empty { what });
@@ -70,7 +84,25 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), InvalidName>
     {
         return Err(InvalidName::BadByte { what, value: value.to_owned(), byte, index });
     }
+    if reserved_on_windows(value) {
+        return Err(InvalidName::ReservedOnWindows { what, value: value.to_owned() });
+    }
     Ok(())
+}
+
+/// Whether Windows treats `value` as a device: its part before the first `.` (Windows ignores
+/// any extension and trailing dots) is CON, PRN, AUX, NUL, COM0-9 or LPT0-9, in any case.
+/// Spaces, the other way Windows trims a name, are refused before this runs.
+fn reserved_on_windows(value: &str) -> bool {
+    let stem = value.as_bytes().split(|b| *b == b'.').next().unwrap_or_default();
+    match stem {
+        [_, _, _] => [b"CON", b"PRN", b"AUX", b"NUL"].iter().any(|name| stem.eq_ignore_ascii_case(*name)),
+        [a, b, c, digit] => {
+            let prefix = [*a, *b, *c];
+            (prefix.eq_ignore_ascii_case(b"COM") || prefix.eq_ignore_ascii_case(b"LPT")) && digit.is_ascii_digit()
+        }
+        _ => false,
+    }
 }
 
 /// One event stream: an aggregate type plus an instance id, both validated path-safe names.

@@ -1,5 +1,5 @@
 //! Fuzzes stream-id validation (`StreamId::new` and its serde form): an accepted id is always
-//! path-safe, and accepted ids round-trip through JSON.
+//! path-safe (and not a device name Windows reserves), and accepted ids round-trip through JSON.
 #![no_main]
 
 use evfold_core::{StreamId, MAX_NAME_BYTES};
@@ -11,6 +11,17 @@ fn path_safe(part: &str) -> bool {
         && part != "."
         && part != ".."
         && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !windows_device(part)
+}
+
+/// An independent statement of Windows' rule: the name before its first dot, upper-cased, is a
+/// device name.
+fn windows_device(part: &str) -> bool {
+    let stem = part.split('.').next().unwrap_or_default().to_ascii_uppercase();
+    let numbered = |prefix: &str| {
+        stem.strip_prefix(prefix).is_some_and(|rest| rest.len() == 1 && rest.as_bytes()[0].is_ascii_digit())
+    };
+    ["CON", "PRN", "AUX", "NUL"].contains(&stem.as_str()) || numbered("COM") || numbered("LPT")
 }
 
 fuzz_target!(|data: &[u8]| {

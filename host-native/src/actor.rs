@@ -4,7 +4,7 @@
 //! IO, so commands that arrive during a write+fsync go out together in the next one.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +63,8 @@ struct LogState {
     path: std::path::PathBuf,
     file: Option<File>,
     len: u64,
+    /// Length after the last successful fdatasync (or as loaded): what a failed one cuts back to.
+    durable_len: u64,
     version: u64,
     loaded: bool,
 }
@@ -111,7 +113,7 @@ impl Actor {
             mailbox,
             machine,
             factory,
-            log: LogState { path, file: None, len: 0, version: 0, loaded: false },
+            log: LogState { path, file: None, len: 0, durable_len: 0, version: 0, loaded: false },
             unsynced: Vec::new(),
             replies: HashMap::new(),
             appended: HashMap::new(),
@@ -325,6 +327,7 @@ impl Actor {
                 path: self.log.path.clone(),
                 file: None,
                 len: tail.len(),
+                durable_len: tail.len(),
                 version: tail.version(),
                 loaded: true,
             };
@@ -367,6 +370,7 @@ impl Actor {
         let (records, len) = log::load_records(&self.log.path)?;
         let version = records.last().map_or(0, |r| r.seq);
         self.log.len = len;
+        self.log.durable_len = len;
         self.log.version = version;
         self.log.loaded = true;
         self.inner.ledger.set_log(&self.stream, len, version);
@@ -381,6 +385,7 @@ impl Actor {
         self.preloaded = None;
         let headers = log::load_headers(&self.log.path, TornTail::Quarantine)?.unwrap_or_default();
         self.log.len = headers.len();
+        self.log.durable_len = headers.len();
         self.log.version = headers.version();
         self.log.loaded = true;
         self.inner.ledger.set_log(&self.stream, headers.len(), headers.version());
@@ -444,18 +449,9 @@ impl Actor {
         if self.log.file.is_some() {
             return Ok(());
         }
-        let dir = self.log.path.parent().expect("a stream file has a directory").to_owned();
-        fsio::create_dir_durable(&dir)?;
-        let existed = self.log.path.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log.path)
-            .map_err(|e| StoreError::io(&self.log.path, e))?;
-        if !existed {
-            fsio::sync_dir(&dir)?;
-        }
-        self.log.file = Some(file);
+        // Returns once the log's directory entry (and every directory above it, up to the root)
+        // is durable, whoever created them.
+        self.log.file = Some(fsio::open_append(&self.log.path)?);
         Ok(())
     }
 
@@ -467,6 +463,7 @@ impl Actor {
         match self.inner.faults.check_sync().and_then(|()| file.sync_data()) {
             Ok(()) => {
                 self.inner.stats.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.log.durable_len = self.log.len;
                 self.publish_unsynced();
                 IoResult::Done
             }
@@ -484,12 +481,22 @@ impl Actor {
         }
     }
 
-    /// A write or fsync failed: drop the handle, re-read the log from disk, keep the positions
-    /// whose lines are there (visible, durability unknown) and turn the rest into holes, so the
-    /// watermark moves on. The machine poisons itself and this actor retires.
+    /// A write or fsync failed. A synced store first cuts the log back to its last durable
+    /// length, durably, before anything can read the failed bytes (after a failed fdatasync the
+    /// page cache may still serve lines the disk never got: fsyncgate); if that cut fails, the
+    /// stream is refused until the store is reopened and every unsynced position is a hole.
+    /// Then: drop the handle, re-read the log from disk, keep the positions whose lines are
+    /// there (a buffered store's, whose durability is unknown) and turn the rest into holes, so
+    /// the watermark moves on. The machine poisons itself and this actor retires.
     fn recover_after_failure(&mut self) {
-        self.log.file = None;
+        let file = self.log.file.take();
         self.log.loaded = false;
+        if self.inner.config.durability == Durability::Sync {
+            if let Err(reason) = self.cut_back(file) {
+                self.refuse_until_reopen(reason);
+                return;
+            }
+        }
         let present: HashSet<u64> = match log::load_headers(&self.log.path, TornTail::Quarantine) {
             Ok(headers) => {
                 let headers = headers.unwrap_or_default();
@@ -509,6 +516,32 @@ impl Actor {
                 .collect();
             self.inner.ledger.forget_ids(&lost);
             self.inner.ledger.resolve(unsynced.range, &|pos| present.contains(&pos));
+        }
+        self.poisoned = true;
+    }
+
+    /// Truncates the log to its last durable length and fsyncs that (through the fault hook).
+    fn cut_back(&mut self, file: Option<File>) -> Result<(), String> {
+        let len = self.log.durable_len;
+        let file = match file {
+            Some(file) => file,
+            None => fsio::open_append(&self.log.path).map_err(|e| e.to_string())?,
+        };
+        file.set_len(len).map_err(|e| format!("truncate: {e}"))?;
+        self.inner.faults.check_sync().and_then(|()| file.sync_all()).map_err(|e| format!("fsync: {e}"))?;
+        tracing::warn!(path = %self.log.path.display(), len, "log cut back to its last durable length");
+        Ok(())
+    }
+
+    /// The cut after a failed fdatasync failed: no reader may ever see the unsynced lines, so
+    /// they become holes without re-reading the file, and the stream is refused until reopen.
+    fn refuse_until_reopen(&mut self, reason: String) {
+        tracing::error!(path = %self.log.path.display(), %reason, "cannot cut the log back; stream refused until reopen");
+        let failed = (self.log.path.clone(), self.log.durable_len, reason);
+        self.inner.sync_failed.lock().expect("sync_failed lock").insert((*self.stream).clone(), failed);
+        for unsynced in std::mem::take(&mut self.unsynced) {
+            self.inner.ledger.forget_ids(&unsynced.ids);
+            self.inner.ledger.resolve(unsynced.range, &|_| false);
         }
         self.poisoned = true;
     }

@@ -157,11 +157,16 @@ impl std::fmt::Debug for StoreConfig {
     }
 }
 
-/// Test hook: make the next N log writes or fsyncs fail with EIO (the real error path runs).
+/// Test hook: make the next N log writes or fsyncs fail with EIO (the real error path runs);
+/// fail or delay the store's directory fsyncs, and count them per directory.
 #[derive(Debug, Default)]
 pub struct Faults {
     writes: AtomicU32,
     syncs: AtomicU32,
+    dir_syncs: AtomicU32,
+    slow_dir_syncs: AtomicU32,
+    dir_sync_delay_ms: AtomicU64,
+    dir_syncs_done: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, u32>>,
 }
 
 impl Faults {
@@ -172,6 +177,28 @@ impl Faults {
     /// Fails the next `n` log fsyncs.
     pub fn fail_syncs(&self, n: u32) {
         self.syncs.store(n, Ordering::SeqCst);
+    }
+    /// Fails the next `n` fsyncs of directories in the store (the root's included).
+    pub fn fail_dir_syncs(&self, n: u32) {
+        self.dir_syncs.store(n, Ordering::SeqCst);
+    }
+    /// Delays each of the next `n` directory fsyncs of the store by `delay` before it runs.
+    pub fn delay_dir_syncs(&self, n: u32, delay: Duration) {
+        self.dir_sync_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.slow_dir_syncs.store(n, Ordering::SeqCst);
+    }
+    /// How many fsyncs of directory `dir` have completed.
+    pub fn dir_syncs_done(&self, dir: &std::path::Path) -> u32 {
+        self.dir_syncs_done.lock().expect("faults lock").get(dir).copied().unwrap_or(0)
+    }
+    pub(crate) fn before_dir_sync(&self) -> std::io::Result<()> {
+        if take_one(&self.slow_dir_syncs, "").is_err() {
+            std::thread::sleep(Duration::from_millis(self.dir_sync_delay_ms.load(Ordering::SeqCst)));
+        }
+        take_one(&self.dir_syncs, "injected directory fsync failure")
+    }
+    pub(crate) fn after_dir_sync(&self, dir: &std::path::Path) {
+        *self.dir_syncs_done.lock().expect("faults lock").entry(dir.to_owned()).or_default() += 1;
     }
     pub(crate) fn check_write(&self) -> std::io::Result<()> {
         take_one(&self.writes, "injected write failure")

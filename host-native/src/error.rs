@@ -37,14 +37,33 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// An operating-system IO error on a path.
-    #[error("io error on {path}: {source}")]
+    /// An operating-system IO error on a path. The OS error is part of the message (and not
+    /// also a `source()`, so error chains say it once).
+    #[error("io error on {path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A symbolic link inside the store: the store never follows one (it would read or write
+    /// outside its root). Remove the link, or move what it points to into the store.
+    #[error("{path} is a symbolic link; the store never follows links out of its directory (remove it, or move its target into the store)")]
+    Link {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A log's fdatasync failed and its unsynced bytes could not be cut back off (durably), so
+    /// readers could see lines that may not be on disk: the stream is refused until the store
+    /// is reopened (which re-reads and recovers the log).
+    #[error("{path}: fdatasync failed and cutting the log back to its last durable length {durable_len} failed too ({reason}); the stream is unavailable until the store is reopened")]
+    SyncFailed {
+        /// The log.
+        path: PathBuf,
+        /// Its length after the last successful fdatasync.
+        durable_len: u64,
+        /// Why the cut failed.
+        reason: String,
     },
     /// A JSON file (snapshot, checkpoint, dead letter) does not decode.
     #[error("cannot decode {path}: {reason}")]
@@ -97,7 +116,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.into(), source }
+        StoreError::Io { path: path.into(), error: source }
     }
 }
 

@@ -1,9 +1,11 @@
-//! Where everything lives on disk: the store directory layout of the JSONL driver.
+//! Where everything lives on disk: the store directory layout of the JSONL driver, and the
+//! listing of the streams in it (links skipped, see [`crate::contained`]).
 
 use std::path::{Path, PathBuf};
 
 use evfold_core::StreamId;
 
+use crate::contained::{self, Kind};
 use crate::error::StoreError;
 
 /// File name of a stream's log.
@@ -15,7 +17,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// File name of a process manager's dead letters.
 pub const DEAD_LETTERS_FILE: &str = "dead_letters.jsonl";
 
-/// The paths of one store:
+/// The paths of one store (the root is resolved once, here: it may itself be a symbolic link,
+/// the user's choice; nothing under it is ever followed):
 /// ```text
 /// <root>/LOCK
 /// <root>/streams/<type>/<id>/events.jsonl
@@ -29,9 +32,10 @@ pub struct StoreLayout {
 }
 
 impl StoreLayout {
-    /// The layout of the store rooted at `root`.
+    /// The layout of the store rooted at `root`, made absolute with every link in it resolved
+    /// (those of its longest existing prefix, when it does not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StoreLayout { root: root.into() }
+        StoreLayout { root: resolve(root.into()) }
     }
 
     /// The store root.
@@ -85,6 +89,25 @@ impl StoreLayout {
     }
 }
 
+/// `root` absolute, its longest existing prefix canonicalized (links resolved), the rest kept.
+fn resolve(root: PathBuf) -> PathBuf {
+    let absolute = std::path::absolute(&root).unwrap_or(root);
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        if let Ok(resolved) = existing.canonicalize() {
+            return missing.iter().rev().fold(resolved, |path, name| path.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 /// Validates a stream id before any path is built from it.
 pub fn stream_id(aggregate_type: &str, instance_id: &str) -> Result<StreamId, StoreError> {
     StreamId::new(aggregate_type, instance_id).map_err(|reason| StoreError::InvalidStreamId {
@@ -94,19 +117,37 @@ pub fn stream_id(aggregate_type: &str, instance_id: &str) -> Result<StreamId, St
     })
 }
 
-/// Every stream on disk (directories holding an `events.jsonl`), sorted by type then id.
-/// Directories whose names are not valid stream ids are skipped with a warning.
+/// Every stream on disk (real directories holding a regular `events.jsonl`), sorted by type
+/// then id. Directories whose names are not valid stream ids, and symbolic links (reported by
+/// `verify`; every call naming such a stream is refused with [`StoreError::Link`]), are
+/// skipped with a warning. `streams/` itself being a link is an error.
 pub fn list_streams(layout: &StoreLayout, type_filter: Option<&str>) -> Result<Vec<StreamId>, StoreError> {
     let mut out = Vec::new();
+    let Some(streams) = open_optional_dir(&layout.streams_dir())? else { return Ok(out) };
     let types = match type_filter {
         Some(t) => vec![t.to_owned()],
-        None => sorted_dir_names(&layout.streams_dir())?,
+        None => sorted_dir_names(&streams)?,
     };
     for aggregate_type in types {
-        for id in sorted_dir_names(&layout.type_dir(&aggregate_type))? {
+        let type_dir = match streams.child(aggregate_type.as_ref()) {
+            Ok(dir) => dir,
+            Err(e) if is_not_found(&e) => continue,
+            Err(StoreError::Link { path }) => {
+                tracing::warn!(path = %path.display(), "skipping a symbolic link in streams/");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for id in sorted_dir_names(&type_dir)? {
             match StreamId::new(aggregate_type.as_str(), id.as_str()) {
-                Ok(stream) if layout.events_file(&stream).is_file() => out.push(stream),
-                Ok(_) => {}
+                Ok(stream) => match type_dir.child(id.as_ref()).and_then(|d| d.kind(EVENTS_FILE.as_ref())) {
+                    Ok(Some(Kind::File)) => out.push(stream),
+                    Ok(Some(Kind::Link)) | Err(StoreError::Link { .. }) => {
+                        tracing::warn!(%stream, "skipping a stream whose log is a symbolic link")
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                },
                 Err(reason) => {
                     tracing::warn!(%aggregate_type, %id, %reason, "skipping a directory that is not a stream")
                 }
@@ -116,19 +157,63 @@ pub fn list_streams(layout: &StoreLayout, type_filter: Option<&str>) -> Result<V
     Ok(out)
 }
 
-fn sorted_dir_names(dir: &Path) -> Result<Vec<String>, StoreError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::io(dir, e)),
+/// Refuses a stream whose directory, log or snapshot is a symbolic link (before an actor or a
+/// read touches it): a typed [`StoreError::Link`] naming the link.
+pub fn check_contained(layout: &StoreLayout, stream: &StreamId) -> Result<(), StoreError> {
+    let dir = match contained::open_dir(&layout.stream_dir(stream)) {
+        Ok(dir) => dir,
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(e),
     };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-        if entry.file_type().map_err(|e| StoreError::io(entry.path(), e))?.is_dir() {
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_owned());
+    for name in [EVENTS_FILE, SNAPSHOT_FILE] {
+        if dir.kind(name.as_ref())? == Some(Kind::Link) {
+            return Err(StoreError::Link { path: dir.path().join(name) });
+        }
+    }
+    Ok(())
+}
+
+/// Every symbolic link under the store root (nothing is followed), sorted: what `verify`
+/// reports. The root itself may be a link (the user's choice) and is not reported.
+pub fn find_links(layout: &StoreLayout) -> Result<Vec<PathBuf>, StoreError> {
+    let mut links = Vec::new();
+    let Some(root) = open_optional_dir(layout.root())? else { return Ok(links) };
+    let mut pending = vec![root];
+    while let Some(dir) = pending.pop() {
+        for (name, kind) in dir.entries()? {
+            match kind {
+                Kind::Link => links.push(dir.path().join(&name)),
+                Kind::Dir => pending.push(dir.child(&name)?),
+                Kind::File | Kind::Other => {}
             }
+        }
+    }
+    links.sort();
+    Ok(links)
+}
+
+fn is_not_found(error: &StoreError) -> bool {
+    matches!(error, StoreError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn open_optional_dir(dir: &Path) -> Result<Option<contained::DirHandle>, StoreError> {
+    match contained::open_dir(dir) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The names of the real subdirectories of `dir`, sorted (links are skipped with a warning).
+fn sorted_dir_names(dir: &contained::DirHandle) -> Result<Vec<String>, StoreError> {
+    let mut names = Vec::new();
+    for (name, kind) in dir.entries()? {
+        match (kind, name.to_str()) {
+            (Kind::Dir, Some(name)) => names.push(name.to_owned()),
+            (Kind::Link, _) => {
+                tracing::warn!(path = %dir.path().join(&name).display(), "skipping a symbolic link (see `evfold verify`)")
+            }
+            _ => {}
         }
     }
     names.sort();

@@ -79,6 +79,7 @@
 mod actor;
 mod bus;
 mod config;
+mod contained;
 mod error;
 mod fsio;
 mod layout;

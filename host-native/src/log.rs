@@ -191,7 +191,7 @@ pub fn open_state(path: &Path) -> Result<Option<(u64, u64)>, StoreError> {
 /// (length, seq of the last line) when the file ends with a complete valid line (or is empty).
 fn last_line_state(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).ok()?;
+    let file = fsio::open_read(path).ok()?;
     let len = file.metadata().ok()?.len();
     if len == 0 {
         return Some((0, 0));
@@ -222,7 +222,7 @@ fn last_line_state(path: &Path) -> Option<(u64, u64)> {
 pub fn load_tail(path: &Path, len: u64, version: u64, after_seq: u64) -> Option<Headers> {
     use std::os::unix::fs::FileExt;
     let need = version.checked_sub(after_seq)?;
-    let file = std::fs::File::open(path).ok()?;
+    let file = fsio::open_read(path).ok()?;
     if file.metadata().ok()?.len() != len {
         return None;
     }

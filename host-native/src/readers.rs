@@ -602,9 +602,7 @@ pub(crate) fn read_positions_with(
         let path = layout.events_file(&stream);
         let file = match files.entry(stream.clone()) {
             std::collections::hash_map::Entry::Occupied(file) => file.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(File::open(&path).map_err(|e| StoreError::io(&path, e))?)
-            }
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(fsio::open_read(&path)?),
         };
         let first = items[0].2;
         let last = items[items.len() - 1].2;

@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     folded: Mutex<BTreeMap<String, Box<dyn DynProjection>>>,
     closed: AtomicBool,
     lock: Mutex<Option<File>>,
+    /// Streams whose log could not be cut back after a failed fdatasync: (log, durable
+    /// length, why the cut failed). Refused until the store is reopened.
+    pub(crate) sync_failed: Mutex<HashMap<StreamId, (std::path::PathBuf, u64, String)>>,
 }
 
 impl Inner {
@@ -94,6 +97,9 @@ impl Inner {
         }
         let factory = self.factory(stream.aggregate_type())?;
         let mut registry = self.registry.lock().expect("registry lock");
+        if !registry.contains_key(stream) {
+            self.check_available(stream)?;
+        }
         if self.is_closed() {
             return Err(StoreError::Closed);
         }
@@ -119,6 +125,16 @@ impl Inner {
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
         Ok(mailbox)
+    }
+
+    /// Refuses a stream that must not get an actor: one whose log's failed fdatasync could not
+    /// be cut back (until reopen), or one whose directory, log or snapshot is a symbolic link.
+    fn check_available(&self, stream: &StreamId) -> Result<(), StoreError> {
+        if let Some((path, durable_len, reason)) = self.sync_failed.lock().expect("sync_failed lock").get(stream) {
+            let (path, durable_len, reason) = (path.clone(), *durable_len, reason.clone());
+            return Err(StoreError::SyncFailed { path, durable_len, reason });
+        }
+        layout::check_contained(&self.layout, stream)
     }
 
     /// An actor's domain code panicked: drop its registry entry and hand what it left queued
@@ -400,7 +416,7 @@ impl AggregateStoreBuilder {
     pub fn open_blocking(self) -> Result<AggregateStore, StoreError> {
         let _span =
             tracing::info_span!("open", root = %self.layout.root().display(), read_only = self.read_only).entered();
-        let lock = if self.read_only { None } else { Some(take_lock(&self.layout)?) };
+        let lock = if self.read_only { None } else { Some(take_lock(&self.layout, &self.faults)?) };
         let ledger = if self.read_only { scan_store(&self.layout, true)? } else { open_logs(&self.layout)? };
         let inner = Arc::new(Inner {
             layout: self.layout,
@@ -416,6 +432,7 @@ impl AggregateStoreBuilder {
             folded: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
+            sync_failed: Mutex::new(HashMap::new()),
         });
         for factory in self.factories {
             inner.register_factory(factory);
@@ -448,15 +465,12 @@ impl AggregateStoreBuilder {
     }
 }
 
-fn take_lock(layout: &StoreLayout) -> Result<File, StoreError> {
-    crate::fsio::create_dir_durable(layout.root())?;
+/// Creates the root if needed and takes its `LOCK` (never through a link: a `LOCK` that is a
+/// symbolic link is refused with [`StoreError::Link`]).
+fn take_lock(layout: &StoreLayout, faults: &Arc<Faults>) -> Result<File, StoreError> {
+    crate::fsio::open_root(layout.root(), faults)?;
     let path = layout.lock_file();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
+    let file = crate::fsio::open_lock(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::LockHeld { path }),
@@ -862,6 +876,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn read_stream_records(inner: &Inner, stream: &StreamId, after_seq: u64) -> Result<Vec<EventRecord>, StoreError> {
+    inner.check_available(stream)?;
     let path = inner.layout.events_file(stream);
     let Some(loaded) = log::load(&path, TornTail::Ignore)? else { return Ok(Vec::new()) };
     let watermark = if inner.read_only { None } else { Some(inner.ledger.watermark()?) };

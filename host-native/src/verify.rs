@@ -11,6 +11,8 @@ use crate::error::StoreError;
 use crate::fsio;
 use crate::layout::{self, StoreLayout};
 
+pub use crate::layout::find_links;
+
 /// How one stream's log ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamStatus {
@@ -58,12 +60,17 @@ pub struct VerifyReport {
     pub streams: Vec<StreamReport>,
     /// Positions held by two streams (should never happen).
     pub duplicate_positions: Vec<(u64, StreamId, StreamId)>,
+    /// Symbolic links under the root, sorted. The store never follows one: a stream whose
+    /// directory or log is a link is not in `streams` and every call on it is refused.
+    pub links: Vec<PathBuf>,
 }
 
 impl VerifyReport {
-    /// Whether every stream is clean and positions are unique.
+    /// Whether every stream is clean, positions are unique and there is no link.
     pub fn is_clean(&self) -> bool {
-        self.duplicate_positions.is_empty() && self.streams.iter().all(|s| s.status == StreamStatus::Clean)
+        self.duplicate_positions.is_empty()
+            && self.links.is_empty()
+            && self.streams.iter().all(|s| s.status == StreamStatus::Clean)
     }
 
     /// Total valid events.
@@ -79,9 +86,14 @@ pub fn verify_store(dir: impl AsRef<Path>) -> Result<VerifyReport, StoreError> {
     if !layout.root().is_dir() {
         return Err(StoreError::io(layout.root(), std::io::ErrorKind::NotFound.into()));
     }
-    let mut report = VerifyReport::default();
+    let mut report = VerifyReport { links: layout::find_links(&layout)?, ..VerifyReport::default() };
     let mut seen: HashMap<u64, StreamId> = HashMap::new();
-    for stream in layout::list_streams(&layout, None)? {
+    let streams = match layout::list_streams(&layout, None) {
+        // `streams/` itself is a link: reported, and no stream is read through it.
+        Err(StoreError::Link { path }) if report.links.contains(&path) => Vec::new(),
+        other => other?,
+    };
+    for stream in streams {
         let stream_report = verify_stream(&layout, &stream)?;
         let bytes = fsio::read_optional(&stream_report.path)?.unwrap_or_default();
         let scan = scan_log(&bytes, ScanStart::default());
@@ -95,7 +107,7 @@ pub fn verify_store(dir: impl AsRef<Path>) -> Result<VerifyReport, StoreError> {
     Ok(report)
 }
 
-/// Checks one stream.
+/// Checks one stream (a stream whose log is a symbolic link is refused: [`StoreError::Link`]).
 pub fn verify_stream(layout: &StoreLayout, stream: &StreamId) -> Result<StreamReport, StoreError> {
     let path = layout.events_file(stream);
     let bytes = fsio::read_optional(&path)?.unwrap_or_default();

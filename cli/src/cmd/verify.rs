@@ -30,7 +30,11 @@ fn list_streams(layout: &StoreLayout) -> Result<(Vec<StreamId>, Vec<String>)> {
             let (ty, name) =
                 (t.file_name().to_string_lossy().into_owned(), id.file_name().to_string_lossy().into_owned());
             match StreamId::new(ty.clone(), name.clone()) {
-                Ok(stream) if id.file_type()?.is_dir() => streams.push(stream),
+                _ if id.file_type()?.is_symlink() => {} // reported as a link
+                Ok(stream) if id.file_type()?.is_dir() && !layout.events_file(&stream).is_symlink() => {
+                    streams.push(stream)
+                }
+                Ok(_) if id.file_type()?.is_dir() => {} // its log is a link: reported as a link
                 _ => strays.push(format!("{ty}/{name}")),
             }
         }
@@ -104,8 +108,9 @@ fn status_text(report: &StreamReport) -> String {
 pub fn verify(dir: &Path, out: &Out) -> Result<ExitCode> {
     store::require_existing(dir)?;
     let Checked { reports, duplicates, strays } = verify_all(dir, out)?;
+    let links = evfold_native::verify::find_links(&StoreLayout::new(dir)).context("looking for symbolic links")?;
     let damaged = reports.iter().filter(|r| r.status != StreamStatus::Clean).count();
-    let clean = damaged == 0 && duplicates.is_empty() && strays.is_empty();
+    let clean = damaged == 0 && duplicates.is_empty() && strays.is_empty() && links.is_empty();
     let events: u64 = reports.iter().map(|r| r.events).sum();
     out.emit(
         || {
@@ -119,6 +124,12 @@ pub fn verify(dir: &Path, out: &Out) -> Result<ExitCode> {
             }
             for stray in &strays {
                 text.push_str(&format!("STRAY    {stray}: not a valid stream directory\n"));
+            }
+            for link in &links {
+                text.push_str(&format!(
+                    "LINK     {}: a symbolic link; the store never follows links (remove it, or move its target into the store)\n",
+                    link.display()
+                ));
             }
             let verdict = if clean { "clean" } else { "DAMAGED (see `evfold repair`)" };
             text.push_str(&format!("{} stream(s), {events} event(s), {damaged} damaged: {verdict}", reports.len()));
@@ -135,7 +146,7 @@ pub fn verify(dir: &Path, out: &Out) -> Result<ExitCode> {
                     v
                 })
                 .collect();
-            json!({ "clean": clean, "events": events, "streams": streams, "duplicate_positions": duplicates, "strays": strays })
+            json!({ "clean": clean, "events": events, "streams": streams, "duplicate_positions": duplicates, "strays": strays, "links": links })
         },
     );
     Ok(ExitCode::from(if clean { exit::OK } else { exit::CORRUPT }))

@@ -39,3 +39,35 @@ fn deserializing_validates_too() {
     let good = serde_json::json!({"aggregate_type": "t", "instance_id": "ok"});
     assert_eq!(serde_json::from_value::<StreamId>(good).unwrap(), StreamId::new("t", "ok").unwrap());
 }
+
+#[test]
+fn refuses_device_names_reserved_on_windows() {
+    let reserved = [
+        "CON",
+        "con",
+        "Con",
+        "NUL",
+        "nul",
+        "PRN",
+        "AUX",
+        "aux.txt",
+        "con.",
+        "con..",
+        "NUL.tar.gz",
+        "COM0",
+        "COM1",
+        "com9",
+        "LPT1",
+        "lpt9.log",
+        "Lpt5.",
+    ];
+    for id in reserved {
+        let err = StreamId::new("t", id).expect_err(id);
+        assert!(matches!(&err, InvalidName::ReservedOnWindows { value, .. } if value == id), "{id:?} gave {err:?}");
+        assert!(err.to_string().contains("reserved on Windows"), "{err}");
+        assert!(StreamId::new(id, "i").is_err(), "type {id:?}");
+    }
+    for id in ["CONS", "co", "xcon", "con-1", "COM", "COM10", "LPT", "nul_", ".con", "a.con", "console"] {
+        assert!(StreamId::new("t", id).is_ok(), "{id:?} is not reserved");
+    }
+}

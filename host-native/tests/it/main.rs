@@ -5,6 +5,8 @@ mod common;
 mod api;
 mod basic;
 mod concurrency;
+mod containment;
+mod durability;
 mod faults;
 mod ids;
 mod lazy_open;

@@ -367,7 +367,7 @@ async fn read_only_store_directory_refuses_writes_and_still_reads() {
     }
     let refused = AggregateStore::builder(&view).aggregate::<BankAccount>().open().await;
     match &refused {
-        Err(e @ StoreError::Io { source, .. }) => {
+        Err(e @ StoreError::Io { error: source, .. }) => {
             println!("read-only directory: {e}");
             assert_eq!(source.raw_os_error(), Some(30), "EROFS: {e}");
         }
