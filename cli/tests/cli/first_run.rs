@@ -60,7 +60,8 @@ fn a_nested_relative_store_is_created_with_its_parent() {
 fn an_io_error_names_the_path_and_says_the_cause_once() {
     let cwd = tempfile::tempdir().unwrap();
     std::fs::write(cwd.path().join("blocker"), b"a file, not a directory").unwrap();
-    let out = evfold_in(cwd.path()).args(["--store", "blocker/store", "exec", "bank-account", "a", OPEN]).output().unwrap();
+    let out =
+        evfold_in(cwd.path()).args(["--store", "blocker/store", "exec", "bank-account", "a", OPEN]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("blocker"), "names the path: {stderr}");

@@ -3,4 +3,5 @@
 //! their own to print their figures).
 
 mod hostile;
+mod links;
 mod pm_redispatch;
