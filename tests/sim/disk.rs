@@ -1,6 +1,9 @@
 //! A simulated disk in the style of SQLite's crash VFS: appended bytes stay *pending* until a
 //! sync; a crash keeps a random prefix of the pending bytes (vanish, tear, or survive whole); a
 //! failed sync does the same at once; atomic replacements survive a crash only if committed.
+//! Linux's failed fdatasync ("fsyncgate", [`SimDisk::fail_sync_cached`]) is modelled too: the
+//! bytes stay readable from the page cache but are never written, even by a later sync, unless
+//! the file is cut back below them.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +16,9 @@ pub struct LogFile {
     pub durable: Vec<u8>,
     /// Bytes appended since the last sync: readable, but a crash may drop or tear them.
     pub pending: Vec<u8>,
+    /// Set by a failed fdatasync whose pages stay cached: a crash cuts the file to this length,
+    /// whatever was synced since; cleared by a truncation to at most this length.
+    pub lost_from: Option<usize>,
 }
 
 impl LogFile {
@@ -80,9 +86,21 @@ impl SimDisk {
         file.durable.extend_from_slice(&pending[..keep]);
     }
 
-    /// Cuts a log to `len` bytes (recovery truncating a torn tail).
+    /// fdatasync failed the way Linux fails it: the dirty pages are marked clean, so every
+    /// pending byte stays readable, yet none reaches the disk, not even through a later sync
+    /// (a crash cuts the file back to its length before the failure).
+    pub fn fail_sync_cached(&mut self, path: &str) {
+        let file = self.logs.entry(path.to_owned()).or_default();
+        file.lost_from.get_or_insert(file.durable.len());
+    }
+
+    /// Cuts a log to `len` bytes (recovery truncating a torn tail, or the cut back after a
+    /// failed sync).
     pub fn truncate(&mut self, path: &str, len: usize) {
         let file = self.logs.entry(path.to_owned()).or_default();
+        if file.lost_from.is_some_and(|from| len <= from) {
+            file.lost_from = None;
+        }
         let mut bytes = file.contents();
         bytes.truncate(len);
         let durable_len = file.durable.len().min(len);
@@ -117,6 +135,10 @@ impl SimDisk {
     /// the RNG alone.
     pub fn crash(&mut self, rng: &mut SimRng) {
         for file in self.logs.values_mut() {
+            if let Some(from) = file.lost_from.take() {
+                file.durable.truncate(from);
+                file.pending.clear();
+            }
             let pending = std::mem::take(&mut file.pending);
             let keep = surviving_prefix(pending.len(), rng);
             file.durable.extend_from_slice(&pending[..keep]);
@@ -146,4 +168,26 @@ fn crash_keeps_only_a_prefix_of_pending_bytes() {
         kept.insert(file.durable.len());
     }
     assert_eq!(kept.len(), 5, "vanish, tear at every offset, survive: {kept:?}");
+}
+
+#[test]
+fn a_cached_failed_sync_stays_readable_but_never_reaches_the_disk() {
+    let mut disk = SimDisk::default();
+    disk.append("log", b"aaaa");
+    disk.sync("log");
+    disk.append("log", b"bbbb");
+    disk.fail_sync_cached("log");
+    assert_eq!(disk.logs["log"].contents(), b"aaaabbbb", "readable from the page cache");
+    disk.append("log", b"cccc");
+    disk.sync("log");
+    disk.crash(&mut SimRng::new(1));
+    assert_eq!(disk.logs["log"].durable, b"aaaa", "a later sync does not save it");
+
+    disk.append("log", b"bbbb");
+    disk.fail_sync_cached("log");
+    disk.truncate("log", 4);
+    disk.append("log", b"dddd");
+    disk.sync("log");
+    disk.crash(&mut SimRng::new(1));
+    assert_eq!(disk.logs["log"].durable, b"aaaadddd", "cut back, the file is sound again");
 }

@@ -29,6 +29,9 @@ pub enum Bug {
     NextPastBatch,
     /// Appends are written without the `more` marker: a crash can keep part of an append.
     SplitAppends,
+    /// After a failed fdatasync (Linux: the bytes stay cached, never written) the log is not cut
+    /// back: readers act on events a crash then removes.
+    ExposeFailedSync,
 }
 
 impl Bug {
@@ -41,6 +44,7 @@ impl Bug {
             "swallow-fsync-error" => Some(Bug::SwallowFsyncError),
             "next-past-batch" => Some(Bug::NextPastBatch),
             "split-appends" => Some(Bug::SplitAppends),
+            "expose-failed-sync" => Some(Bug::ExposeFailedSync),
             _ => None,
         }
     }
@@ -54,6 +58,7 @@ impl Bug {
             Bug::SwallowFsyncError => "swallow-fsync-error",
             Bug::NextPastBatch => "next-past-batch",
             Bug::SplitAppends => "split-appends",
+            Bug::ExposeFailedSync => "expose-failed-sync",
         }
     }
 }
@@ -255,7 +260,18 @@ impl SimStore {
             return IoResult::Done;
         }
         if fail {
-            self.disk.fail_sync(&log_path(stream), rng);
+            let path = log_path(stream);
+            if rng.below(2) == 0 {
+                self.disk.fail_sync(&path, rng);
+            } else {
+                // Linux: the pages stay cached but never reach the disk. The store cuts the log
+                // back to its last durable length before anything reads it.
+                self.disk.fail_sync_cached(&path);
+                if self.bug != Some(Bug::ExposeFailedSync) {
+                    let durable_len = self.disk.logs.get(&path).map_or(0, |f| f.durable.len());
+                    self.disk.truncate(&path, durable_len);
+                }
+            }
             self.rescan(stream);
             if self.bug == Some(Bug::SwallowFsyncError) {
                 return IoResult::Done;

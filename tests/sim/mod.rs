@@ -252,6 +252,7 @@ fn injected_bugs_are_caught() {
         Bug::SwallowFsyncError,
         Bug::NextPastBatch,
         Bug::SplitAppends,
+        Bug::ExposeFailedSync,
     ];
     for bug in bugs {
         let (failures, _) = run_seeds(0..10_000, Some(bug), true);
