@@ -363,6 +363,13 @@ fn complete_line_prefix(bytes: &[u8]) -> Option<(usize, EventRecord, bool)> {
         .find_map(|end| decode_framed_line(&bytes[..end]).ok().map(|(r, more)| (end, r, more)))
 }
 
+/// Whether every NUL run in `part` (which starts at file offset `offset`, at a line start, in a
+/// file `file_len` bytes long) is a hole a crash can leave (rule 4 of [`scan_log`]); true if
+/// it holds no NUL. For append-only files without CRCs (dead letters), which share the rule.
+pub fn nul_runs_are_holes(part: &[u8], offset: u64, file_len: u64) -> bool {
+    Holes { base: offset, eof: file_len }.all_holes(part, 0, true)
+}
+
 /// Hole arithmetic in file offsets: `base` is the file offset of the scanned bytes' index 0.
 struct Holes {
     base: u64,

@@ -5,6 +5,7 @@ mod common;
 mod api;
 mod basic;
 mod concurrency;
+mod damage;
 mod faults;
 mod ids;
 mod lazy_open;
