@@ -111,9 +111,16 @@ pub enum LineError {
         /// Seq in the line.
         found: u64,
     },
-    /// The line holds NUL bytes (zero-filled blocks after a crash).
+    /// The line holds NUL bytes (zero-filled blocks after a crash, or damage).
     #[error("NUL bytes in line")]
     Nul,
+    /// A complete, valid last line is followed by another byte where its newline belongs (a
+    /// torn write never does that: it is damage, e.g. a flipped bit of the newline).
+    #[error("byte {found:#04x} where the line's newline belongs")]
+    BadNewline {
+        /// The byte found.
+        found: u8,
+    },
 }
 
 /// Whether a line (without its newline) carries the `more` marker, i.e. its append continues on
@@ -183,7 +190,15 @@ impl Default for ScanStart {
 pub enum LogEnd {
     /// Every byte belongs to a valid, complete line.
     Clean,
-    /// The last line is incomplete (no newline) or zero-filled: a torn write. Everything before
+    /// The last line is complete and valid (CRC, `seq`) and ends an append, but its newline is
+    /// missing (or lies in a zero-filled hole that runs to the end of the file). The line is
+    /// kept: recovery cuts the file at `line_end` and writes the newline there, durably.
+    /// `Scan::valid_len` counts the restored newline (`line_end + 1`).
+    MissingNewline {
+        /// File offset where the newline belongs (just after the line's closing `}`).
+        line_end: u64,
+    },
+    /// A torn write (see the module doc of [`scan_log`] for the exact rule): everything before
     /// `valid_len` is good; the `torn_len` bytes after it should be quarantined and truncated.
     Torn {
         /// Length in bytes (file offset) of the valid prefix.
@@ -207,16 +222,52 @@ pub enum LogEnd {
 pub struct Scan {
     /// Valid records, in order (those before any corruption).
     pub records: Vec<EventRecord>,
-    /// Byte offset (file offset) just after the last valid record.
+    /// Byte offset (file offset) just after the last valid record (after recovery: with
+    /// [`LogEnd::MissingNewline`] it counts the newline to be restored).
     pub valid_len: u64,
     /// How the log ends.
     pub end: LogEnd,
 }
 
+/// Granularity of a zero-filled hole a crash can leave: the smallest block a disk or file
+/// system writes (one sector). A hole starts on such a boundary (or where the durable file
+/// ended, which is always a line start) and ends on one or at the end of the file.
+pub const HOLE_ALIGN: u64 = 512;
+
 /// Scans `bytes` (a log, or its tail starting at `start`, which must be the start of an append)
-/// into records and an end classification. An append left incomplete at the end (its last valid
-/// line carries the `more` marker) is not returned: it counts as torn, and `valid_len` stops
-/// before it.
+/// into records and an end classification.
+///
+/// The classification rule, exactly:
+///
+/// 1. Lines are split at `\n`. A complete line that verifies (CRC, JSON, `seq` = previous + 1)
+///    is a record. An append left open at the end (its last valid line carries the `more`
+///    marker) is not returned: it is torn back to the append's first line.
+/// 2. **Torn tail.** The bytes after the last newline (no newline of their own) are a torn
+///    write, unless they begin with a complete valid line (rule 3).
+/// 3. **Missing newline.** If those final bytes are a complete valid line followed by nothing,
+///    or only by a zero-filled hole (rule 4) running to the end of the file, the line is kept
+///    ([`LogEnd::MissingNewline`]): a torn write may stop just before a newline, and keeping a
+///    complete, verified line loses nothing. If the line is followed by any other byte (e.g. a
+///    bit flip of its newline), that is corruption ([`LineError::BadNewline`]): a torn write
+///    only ever leaves a prefix of what was written, or zeros.
+/// 4. **Holes.** A *hole* is a maximal run of NUL bytes that starts at a file offset that is a
+///    multiple of [`HOLE_ALIGN`] or at the start of a line, and ends at a multiple of
+///    [`HOLE_ALIGN`] or at the end of the file: what a power cut leaves when the file's size
+///    (or a later page) reached the disk but an earlier page did not. Any other NUL (a single
+///    flipped bit) is damage, never a hole. evfold never writes a NUL byte.
+/// 5. **Torn append with holes.** A complete line holding NUL bytes starts a *damaged region*
+///    that runs to the end of the file. The region is torn (the last, unacknowledged append:
+///    an acknowledged append was fsynced whole, so it has no hole) when every part of it is
+///    consistent with one append that never finished: every NUL run in it is a hole; every
+///    complete line in it without NULs is valid (CRC, `seq` increasing) and carries the `more`
+///    marker, except that the line ending the append may follow when the line just before it
+///    is linked to it (it says `more`, or its bytes after the hole end with the `more` marker
+///    and CRC key); nothing follows a line that ends the append; and a final unterminated part
+///    is a prefix of a line, or a complete valid line as above followed by nothing or a hole.
+///    Anything else (a valid line that ends an append and is not provably part of the damaged
+///    one, an invalid line without NULs, a stray NUL) makes the first damaged line
+///    [`LogEnd::Corrupt`]. A complete, CRC-valid line that ends an append is therefore never
+///    quarantined, except as the final line of an append that has a hole.
 pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
     let mut records = Vec::new();
     let mut at = 0usize;
@@ -225,24 +276,51 @@ pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
     // Where the append in progress began: (byte index, records before it). None between appends.
     let mut open_append: Option<(usize, usize)> = None;
     let abs = |i: usize| start.offset + i as u64;
-    let finish = |mut records: Vec<EventRecord>, end_at: usize, end: LogEnd, open: Option<(usize, usize)>| {
+    let finish = |mut records: Vec<EventRecord>, valid_len: u64, end: LogEnd, open: Option<(usize, usize)>| {
         let Some((append_at, kept)) = open else {
-            return Scan { records, valid_len: abs(end_at), end };
+            return Scan { records, valid_len, end };
         };
         records.truncate(kept);
         let end = match end {
             LogEnd::Corrupt { .. } => end,
-            LogEnd::Clean | LogEnd::Torn { .. } => {
+            LogEnd::Clean | LogEnd::Torn { .. } | LogEnd::MissingNewline { .. } => {
                 LogEnd::Torn { valid_len: abs(append_at), torn_len: (bytes.len() - append_at) as u64 }
             }
         };
         Scan { records, valid_len: abs(append_at), end }
     };
+    let holes = Holes { base: start.offset, eof: abs(bytes.len()) };
     while at < bytes.len() {
         let rest = &bytes[at..];
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
-            return finish(records, at, end, open_append);
+            let torn = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
+            let Some((len, r, more)) = complete_line_prefix(rest) else {
+                return finish(records, abs(at), torn, open_append);
+            };
+            let after = &rest[len..];
+            let error = if r.seq != next_seq {
+                Some(LineError::BadSeq { expected: next_seq, found: r.seq })
+            } else if !after.is_empty() && !(after[0] == 0 && holes.all_holes(after, at + len, false)) {
+                Some(LineError::BadNewline { found: after[0] })
+            } else {
+                None
+            };
+            if let Some(error) = error {
+                return finish(
+                    records,
+                    abs(at),
+                    LogEnd::Corrupt { line: line_no, offset: abs(at), error },
+                    open_append,
+                );
+            }
+            match (more, open_append) {
+                (true, None) => open_append = Some((at, records.len())),
+                (false, Some(_)) => open_append = None,
+                _ => {}
+            }
+            records.push(r);
+            let line_end = abs(at + len);
+            return finish(records, line_end + 1, LogEnd::MissingNewline { line_end }, open_append);
         };
         let line = &rest[..nl];
         let record = decode_framed_line(line).and_then(|(r, more)| {
@@ -261,30 +339,114 @@ pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
                 }
                 records.push(r);
             }
-            Err(LineError::Nul) if is_zero_filled_tail(rest) => {
+            Err(LineError::Nul) if holes.region_is_torn(rest, at, next_seq, open_append.is_some()) => {
                 let end = LogEnd::Torn { valid_len: abs(at), torn_len: rest.len() as u64 };
-                return finish(records, at, end, open_append);
+                return finish(records, abs(at), end, open_append);
             }
             Err(error) => {
                 let end = LogEnd::Corrupt { line: line_no, offset: abs(at), error };
-                return finish(records, at, end, open_append);
+                return finish(records, abs(at), end, open_append);
             }
         }
         next_seq += 1;
         line_no += 1;
         at += nl + 1;
     }
-    finish(records, at, LogEnd::Clean, open_append)
+    finish(records, abs(at), LogEnd::Clean, open_append)
 }
 
-/// Whether `tail` is a torn write that left zero-filled blocks: from its first NUL byte to the
-/// end there is nothing but NULs and newlines. (A single flipped bit that makes a NUL inside a
-/// line leaves other bytes after it, so it is reported as corruption instead.)
-fn is_zero_filled_tail(tail: &[u8]) -> bool {
-    match tail.iter().position(|&b| b == 0) {
-        Some(first_nul) => tail[first_nul..].iter().all(|&b| b == 0 || b == b'\n'),
-        None => false,
+/// The complete valid line at the start of `bytes` (which holds no newline), if any: its
+/// length (without a newline), record and `more` flag. Tries every place the CRC key could end.
+fn complete_line_prefix(bytes: &[u8]) -> Option<(usize, EventRecord, bool)> {
+    (CRC_SUFFIX_LEN + 2..=bytes.len())
+        .filter(|&end| bytes[..end].ends_with(b"\"}") && bytes[end - CRC_SUFFIX_LEN..].starts_with(CRC_KEY))
+        .find_map(|end| decode_framed_line(&bytes[..end]).ok().map(|(r, more)| (end, r, more)))
+}
+
+/// Whether every NUL run in `part` (which starts at file offset `offset`, at a line start, in a
+/// file `file_len` bytes long) is a hole a crash can leave (rule 4 of [`scan_log`]); true if
+/// it holds no NUL. For append-only files without CRCs (dead letters), which share the rule.
+pub fn nul_runs_are_holes(part: &[u8], offset: u64, file_len: u64) -> bool {
+    Holes { base: offset, eof: file_len }.all_holes(part, 0, true)
+}
+
+/// Hole arithmetic in file offsets: `base` is the file offset of the scanned bytes' index 0.
+struct Holes {
+    base: u64,
+    eof: u64,
+}
+
+impl Holes {
+    /// Whether every NUL run in `part` (at index `at` of the scanned bytes; `starts_line` when
+    /// a line begins there) is a hole (rule 4 of [`scan_log`]).
+    fn all_holes(&self, part: &[u8], at: usize, starts_line: bool) -> bool {
+        let mut i = 0;
+        while i < part.len() {
+            if part[i] != 0 {
+                i += 1;
+                continue;
+            }
+            let run = part[i..].iter().take_while(|&&b| b == 0).count();
+            let (from, to) = (self.base + (at + i) as u64, self.base + (at + i + run) as u64);
+            let line_start = if i == 0 { starts_line } else { part[i - 1] == b'\n' };
+            let starts = from % HOLE_ALIGN == 0 || line_start;
+            let ends = to % HOLE_ALIGN == 0 || to == self.eof;
+            if !(starts && ends) {
+                return false;
+            }
+            i += run;
+        }
+        true
     }
+
+    /// Rule 5 of [`scan_log`]: whether the damaged region `region` (from the first complete
+    /// line with NULs, at index `at`, to the end) is what a crash left of the last append.
+    /// `next_seq` is the `seq` the damaged line would have had; `continues` says whether the
+    /// line before it carries the `more` marker.
+    fn region_is_torn(&self, region: &[u8], at: usize, next_seq: u64, continues: bool) -> bool {
+        let mut offset = 0usize;
+        // Lowest seq a later valid line may carry, and whether it must be exactly that.
+        let (mut min_seq, mut exact) = (next_seq, true);
+        let mut linked = continues;
+        let mut ended = false;
+        while offset < region.len() {
+            if ended {
+                return false; // something follows the line that ended the append
+            }
+            let part = &region[offset..];
+            let (segment, complete) = match part.iter().position(|&b| b == b'\n') {
+                Some(nl) => (&part[..nl], true),
+                None => (part, false),
+            };
+            if segment.contains(&0) {
+                if !self.all_holes(segment, at + offset, true) {
+                    return false;
+                }
+                linked = tail_continues(segment);
+                (min_seq, exact) = (min_seq + 1, false);
+            } else if complete {
+                let Ok((r, more)) = decode_framed_line(segment) else { return false };
+                if r.seq < min_seq || (exact && r.seq != min_seq) || !(more || linked) {
+                    return false;
+                }
+                (min_seq, exact, linked, ended) = (r.seq + 1, true, more, !more);
+            } else if let Some((len, r, more)) = complete_line_prefix(segment) {
+                // A complete line at the very end: only its newline may be missing.
+                let seq_ok = r.seq >= min_seq && (!exact || r.seq == min_seq);
+                return len == segment.len() && seq_ok && (more || linked);
+            }
+            offset += segment.len() + usize::from(complete);
+        }
+        true
+    }
+}
+
+/// Whether the bytes of a damaged line after its last NUL end like a line whose append
+/// continues: the `more` marker, then the CRC key and its 8 hex digits.
+fn tail_continues(segment: &[u8]) -> bool {
+    let after = segment.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
+    let tail = &segment[after..];
+    tail.len() >= MORE_MARKER.len() + CRC_SUFFIX_LEN && line_continues(tail)
 }
 
 #[cfg(test)]

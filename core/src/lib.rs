@@ -47,8 +47,8 @@ pub mod types;
 
 pub use aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
 pub use codec::{
-    decode_line, encode_append, encode_line_into, encode_record, line_continues, scan_log, LineError, LogEnd, Scan,
-    ScanStart,
+    decode_line, encode_append, encode_line_into, encode_record, line_continues, nul_runs_are_holes, scan_log,
+    LineError, LogEnd, Scan, ScanStart,
 };
 pub use domain::{
     from_payload, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision, DynAggregate, DynProcessManager,

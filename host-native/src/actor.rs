@@ -17,7 +17,7 @@ use evfold_core::{
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::error::StoreError;
+use crate::error::{Corruption, ExecuteError, StoreError};
 use crate::fsio;
 use crate::ledger::PosRange;
 use crate::log::{self, TornTail};
@@ -27,9 +27,45 @@ use crate::store::{Durability, Inner};
 /// A reply channel.
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 /// Where a command's answer goes: what it committed and the records it appended.
-pub(crate) type CommandReply = Reply<Result<(Committed, Vec<evfold_core::EventRecord>), CommandError>>;
+pub(crate) type CommandReply = Reply<Result<(Committed, Vec<evfold_core::EventRecord>), Refusal>>;
 /// Where a state query's answer goes.
-pub(crate) type StateReply = Reply<Result<(u64, Value), CommandError>>;
+pub(crate) type StateReply = Reply<Result<(u64, Value), Refusal>>;
+
+/// Why an actor did not do what a command or query asked: the machine's error, or the stream's
+/// log is corrupt (the same typed error for every call on the stream, whichever call it is).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The aggregate machine's answer.
+    Command(CommandError),
+    /// Loading the log found it corrupt.
+    Corrupt(Corruption),
+}
+
+impl Refusal {
+    /// For typed `execute` (domain errors downcast to `E`).
+    pub(crate) fn into_execute<E: std::error::Error + Send + Sync + 'static>(self) -> ExecuteError<E> {
+        match self {
+            Refusal::Command(e) => ExecuteError::from_command(e),
+            Refusal::Corrupt(c) => ExecuteError::Store(c.into()),
+        }
+    }
+
+    /// For JSON-level execute.
+    pub(crate) fn into_execute_untyped<E: std::error::Error + 'static>(self) -> ExecuteError<E> {
+        match self {
+            Refusal::Command(e) => ExecuteError::from_untyped(e),
+            Refusal::Corrupt(c) => ExecuteError::Store(c.into()),
+        }
+    }
+
+    /// For state queries.
+    pub(crate) fn into_store(self) -> StoreError {
+        match self {
+            Refusal::Command(e) => StoreError::Command(e),
+            Refusal::Corrupt(c) => c.into(),
+        }
+    }
+}
 
 /// What an injected event became.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +126,8 @@ pub(crate) struct Actor {
     injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
     preloaded: Option<log::Headers>,
     poison_reason: Option<String>,
+    /// Set when loading found the log corrupt: every answer of this actor is that error.
+    corrupt: Option<Corruption>,
     next_id: u64,
     exit: bool,
     poisoned: bool,
@@ -121,6 +159,7 @@ impl Actor {
             injects: Vec::new(),
             preloaded: None,
             poison_reason: None,
+            corrupt: None,
             next_id: 0,
             exit: false,
             poisoned: false,
@@ -192,13 +231,17 @@ impl Actor {
     }
 
     /// Commands queued behind a poisoning failure are refused with "poisoned; reopen it": say
-    /// what the failure was (it names the file and the OS error).
-    fn explain(&self, error: CommandError) -> CommandError {
+    /// what the failure was (it names the file and the OS error). A corrupt log is the typed
+    /// corruption error instead, for every call.
+    fn explain(&self, error: CommandError) -> Refusal {
         match (error, &self.poison_reason) {
-            (CommandError::Unavailable(message), Some(reason)) if !message.contains(reason.as_str()) => {
-                CommandError::Unavailable(format!("{message}: {reason}"))
+            (CommandError::Unavailable(_), _) if self.corrupt.is_some() => {
+                Refusal::Corrupt(self.corrupt.clone().expect("checked"))
             }
-            (error, _) => error,
+            (CommandError::Unavailable(message), Some(reason)) if !message.contains(reason.as_str()) => {
+                Refusal::Command(CommandError::Unavailable(format!("{message}: {reason}")))
+            }
+            (error, _) => Refusal::Command(error),
         }
     }
 
@@ -349,7 +392,12 @@ impl Actor {
         };
         match records {
             Ok(records) => IoResult::Stream(records),
-            Err(e @ StoreError::Corrupt { .. }) => IoResult::Failed(IoError::new(IoErrorKind::Corrupt, e.to_string())),
+            Err(StoreError::Corrupt { path, line, offset, reason }) => {
+                let corruption = Corruption { path, line, offset, reason };
+                let message = StoreError::from(corruption.clone()).to_string();
+                self.corrupt = Some(corruption);
+                IoResult::Failed(IoError::new(IoErrorKind::Corrupt, message))
+            }
             Err(e) => storage_failure(e.to_string()),
         }
     }
@@ -611,13 +659,13 @@ fn storage_failure(message: String) -> IoResult {
 /// Answers a message that can no longer be delivered.
 pub(crate) fn fail_message(message: ActorMsg, reason: &str) {
     let reason = reason.to_owned();
-    let error = CommandError::Unavailable(reason);
+    let error = Refusal::Command(CommandError::Unavailable(reason.clone()));
     match message {
         ActorMsg::Command { reply, .. } => {
             let _ = reply.send(Err(error));
         }
         ActorMsg::Query { reply } => {
-            let _ = reply.send(Err(error));
+            let _ = reply.send(Err(Refusal::Command(CommandError::Unavailable(reason))));
         }
         ActorMsg::Inject { reply, .. } => {
             let _ = reply.send(Err(StoreError::Closed));

@@ -24,9 +24,10 @@ pub enum StoreError {
         /// Why it was refused.
         reason: InvalidName,
     },
-    /// A log holds an invalid complete line (or a bad line before the last): refused, never
-    /// skipped. Run `verify`, then `repair` to truncate explicitly.
-    #[error("corrupt log {path} at line {line} (byte offset {offset}): {reason}")]
+    /// A log (or an append-only side file) holds an invalid complete line: refused, never
+    /// skipped. Only that stream is unavailable; every call on it returns this error. The
+    /// message says what to run (`evfold verify`, then `evfold repair TYPE ID`).
+    #[error("corrupt log {path} at line {line} (byte offset {offset}): {reason}; {}", repair_hint(.path))]
     Corrupt {
         /// The log file.
         path: PathBuf,
@@ -112,6 +113,40 @@ pub enum StoreError {
     /// An injected event does not decode as one of the aggregate's events.
     #[error("injected event refused: {0}")]
     InvalidEvent(String),
+}
+
+/// Where a file is corrupt: the fields of [`StoreError::Corrupt`], cloneable, so one stream's
+/// actor answers every call on the stream with the same typed error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: u64,
+    /// Byte offset of the line.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl From<Corruption> for StoreError {
+    fn from(c: Corruption) -> Self {
+        StoreError::Corrupt { path: c.path, line: c.line, offset: c.offset, reason: c.reason }
+    }
+}
+
+/// What to run about a corrupt file: a stream log (`streams/TYPE/ID/events.jsonl`) names its
+/// stream for `evfold repair`; other files are repaired by hand.
+fn repair_hint(path: &std::path::Path) -> String {
+    let names: Vec<&str> = path.iter().rev().take(4).filter_map(|c| c.to_str()).collect();
+    match names[..] {
+        ["events.jsonl", id, ty, "streams"] => {
+            format!(
+                "run `evfold verify` to see the damage, then `evfold repair {ty} {id}` (it keeps a backup of the cut)"
+            )
+        }
+        _ => "run `evfold verify` to see the damage; move the bad line out of the file by hand".to_owned(),
+    }
 }
 
 impl StoreError {

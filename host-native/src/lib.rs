@@ -87,6 +87,7 @@ mod ledger;
 mod log;
 mod mailbox;
 mod readers;
+mod sidefile;
 mod store;
 mod subscribe;
 pub mod verify;
@@ -97,7 +98,7 @@ pub use config::{
     coalesced_reader_config, counting_id_seeds, random_id_seeds, system_clock, Clock, Durability, Faults, IdSeedSource,
     ManualClock, StoreConfig, StoreStats,
 };
-pub use error::{ExecuteError, JsonExecuteError, StoreError};
+pub use error::{Corruption, ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};
 pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind, RedeliveryReport};
 pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, Executed, StreamPage};

@@ -1,11 +1,12 @@
-//! One stream's JSONL log on disk: load with recovery (torn tail quarantined and truncated,
-//! corruption refused with file/line/offset), and random access to one record by byte offset.
+//! One stream's JSONL log on disk: load with recovery (torn tail quarantined and truncated, a
+//! complete last line's missing newline restored, corruption refused with file/line/offset; the
+//! rule is `scan_log`'s), and random access to one record by byte offset.
 
 use std::path::Path;
 
-use evfold_core::{decode_line, line_continues, scan_log, EventId, EventRecord, LogEnd, ScanStart};
+use evfold_core::{decode_line, line_continues, scan_log, EventId, EventRecord, LogEnd, Scan, ScanStart};
 
-use crate::error::StoreError;
+use crate::error::{Corruption, StoreError};
 use crate::fsio;
 
 /// What to do with a torn last line.
@@ -30,10 +31,32 @@ pub struct LoadedLog {
 
 /// Loads a log (`None` if the file does not exist), recovering or refusing as the design says.
 pub fn load(path: &Path, torn: TornTail) -> Result<Option<LoadedLog>, StoreError> {
+    match load_prefix(path, torn)? {
+        None => Ok(None),
+        Some((_, Some(corrupt))) => Err(corrupt.into()),
+        Some((loaded, None)) => Ok(Some(loaded)),
+    }
+}
+
+/// Loads a log's valid prefix, recovering its end (torn tail quarantined and truncated, a
+/// missing newline restored; both only in writer mode) and saying where it is corrupt, if it
+/// is: the records before a corrupt line are returned with the corruption, not instead of it.
+pub fn load_prefix(path: &Path, torn: TornTail) -> Result<Option<(LoadedLog, Option<Corruption>)>, StoreError> {
+    Ok(load_valid(path, torn)?.map(|(_, loaded, corrupt)| (loaded, corrupt)))
+}
+
+/// [`load_prefix`], also returning the valid bytes (as they are after recovery).
+fn load_valid(path: &Path, torn: TornTail) -> Result<Option<(Vec<u8>, LoadedLog, Option<Corruption>)>, StoreError> {
     let Some(bytes) = fsio::read_optional(path)? else { return Ok(None) };
     let scan = scan_log(&bytes, ScanStart::default());
-    match scan.end {
+    let mut corrupt = None;
+    match scan.end.clone() {
         LogEnd::Clean => {}
+        LogEnd::MissingNewline { line_end } => {
+            if torn == TornTail::Quarantine {
+                restore_newline(path, &bytes, line_end)?;
+            }
+        }
         LogEnd::Torn { valid_len, torn_len } => {
             if torn == TornTail::Quarantine {
                 let cut = &bytes[valid_len as usize..];
@@ -44,12 +67,41 @@ pub fn load(path: &Path, torn: TornTail) -> Result<Option<LoadedLog>, StoreError
             }
         }
         LogEnd::Corrupt { line, offset, error } => {
-            return Err(StoreError::Corrupt { path: path.to_owned(), line, offset, reason: error.to_string() });
+            corrupt = Some(Corruption { path: path.to_owned(), line, offset, reason: error.to_string() });
         }
     }
-    let offsets = line_offsets(&bytes[..scan.valid_len as usize]);
+    let bytes = valid_bytes(bytes, &scan);
+    let offsets = line_offsets(&bytes);
     debug_assert_eq!(offsets.len(), scan.records.len());
-    Ok(Some(LoadedLog { records: scan.records, offsets, len: scan.valid_len }))
+    Ok(Some((bytes, LoadedLog { records: scan.records, offsets, len: scan.valid_len }, corrupt)))
+}
+
+/// The log's bytes as they are after recovery: the valid prefix, with a restored newline.
+fn valid_bytes(mut bytes: Vec<u8>, scan: &Scan) -> Vec<u8> {
+    if let LogEnd::MissingNewline { line_end } = scan.end {
+        bytes.truncate(line_end as usize);
+        bytes.push(b'\n');
+    }
+    bytes.truncate(scan.valid_len as usize);
+    bytes
+}
+
+/// The last line of `path` is complete and valid but its newline is missing (or zeroed): cut
+/// whatever follows it (quarantined first, if anything), write the newline, fsync. The line is
+/// kept: dropping a complete, CRC-valid event could drop an acknowledged one.
+pub fn restore_newline(path: &Path, bytes: &[u8], line_end: u64) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileExt;
+    let cut = &bytes[line_end as usize..];
+    if !cut.is_empty() {
+        let backup = fsio::backup_cut(path, "torn", line_end, cut)?;
+        fsio::truncate_durable(path, line_end)?;
+        tracing::warn!(path = %path.display(), line_end, backup = %backup.display(), "zeros after the last line quarantined");
+    }
+    let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| StoreError::io(path, e))?;
+    file.write_all_at(b"\n", line_end).map_err(|e| StoreError::io(path, e))?;
+    file.sync_data().map_err(|e| StoreError::io(path, e))?;
+    tracing::warn!(path = %path.display(), line_end, "the last line's missing newline was restored");
+    Ok(())
 }
 
 /// Every record of a log and its valid length, decoding each line once; anything unusual (torn
@@ -158,12 +210,20 @@ impl Headers {
 /// JSON (the open-time scan of every stream, and the actor's load before a snapshot's tail).
 /// Any anomaly falls back to the core's scanner, so torn/corrupt classification is identical.
 pub fn load_headers(path: &Path, torn: TornTail) -> Result<Option<Headers>, StoreError> {
-    let Some(mut bytes) = fsio::read_optional(path)? else { return Ok(None) };
-    if let Some(lines) = fast_headers(&bytes, 0, 0) {
-        return Ok(Some(Headers { bytes, base: 0, before_seq: 0, lines }));
+    match load_headers_prefix(path, torn)? {
+        None => Ok(None),
+        Some((_, Some(corrupt))) => Err(corrupt.into()),
+        Some((headers, None)) => Ok(Some(headers)),
     }
-    let Some(loaded) = load(path, torn)? else { return Ok(None) };
-    bytes.truncate(loaded.len as usize);
+}
+
+/// [`load_headers`] of a log's valid prefix, with where it is corrupt (see [`load_prefix`]).
+pub fn load_headers_prefix(path: &Path, torn: TornTail) -> Result<Option<(Headers, Option<Corruption>)>, StoreError> {
+    let Some(bytes) = fsio::read_optional(path)? else { return Ok(None) };
+    if let Some(lines) = fast_headers(&bytes, 0, 0) {
+        return Ok(Some((Headers { bytes, base: 0, before_seq: 0, lines }, None)));
+    }
+    let Some((bytes, loaded, corrupt)) = load_valid(path, torn)? else { return Ok(None) };
     let lines = loaded
         .records
         .into_iter()
@@ -174,7 +234,7 @@ pub fn load_headers(path: &Path, torn: TornTail) -> Result<Option<Headers>, Stor
             LineInfo { seq: r.seq, pos: r.pos, offset: *offset, len: end - offset - 1, id: r.id }
         })
         .collect();
-    Ok(Some(Headers { bytes, base: 0, before_seq: 0, lines }))
+    Ok(Some((Headers { bytes, base: 0, before_seq: 0, lines }, corrupt)))
 }
 
 /// Open-time check of one log without reading it all: when its last line is complete and valid

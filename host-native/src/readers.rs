@@ -21,6 +21,7 @@ use crate::error::{ExecuteError, StoreError};
 use crate::fsio;
 use crate::layout::{StoreLayout, CHECKPOINT_FILE};
 use crate::ledger::{Ledger, Wake};
+use crate::log::TornTail;
 use crate::mailbox::{Mailbox, Received};
 use crate::store::Inner;
 
@@ -353,7 +354,7 @@ impl ReaderThread {
     /// thread is the only writer of the dead-letter file, so nothing is lost to a race.
     fn redeliver(&mut self) -> Result<RedeliveryReport, StoreError> {
         let path = self.inner.layout.dead_letters_file(&self.name);
-        let letters = read_dead_letters(&path)?;
+        let letters = read_dead_letters(&path, TornTail::Quarantine)?;
         let mut report = RedeliveryReport::default();
         let mut kept = Vec::new();
         for (index, mut letter) in letters.into_iter().enumerate() {
@@ -458,7 +459,8 @@ impl ReaderThread {
             Io::WriteDeadLetter { letter, .. } => {
                 let mut line = serde_json::to_vec(&letter).expect("a dead letter serializes");
                 line.push(b'\n');
-                done_or_storage(fsio::append_line_durable(&self.inner.layout.dead_letters_file(&self.name), &line))
+                let path = self.inner.layout.dead_letters_file(&self.name);
+                done_or_storage(crate::sidefile::append_line::<DeadLetter>(&path, &line))
             }
             other => IoResult::Failed(IoError::new(IoErrorKind::Storage, format!("not a reader request: {other:?}"))),
         }
@@ -654,14 +656,8 @@ fn decode_at(bytes: &[u8], path: &Path, first: u64, offset: u64) -> Result<evfol
     evfold_core::decode_line(&bytes[start..start + len]).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Reads a dead-letter log.
-pub(crate) fn read_dead_letters(path: &Path) -> Result<Vec<DeadLetter>, StoreError> {
-    let Some(bytes) = fsio::read_optional(path)? else { return Ok(Vec::new()) };
-    let mut letters = Vec::new();
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let letter = serde_json::from_slice(line)
-            .map_err(|e| StoreError::Decode { path: path.to_owned(), reason: e.to_string() })?;
-        letters.push(letter);
-    }
-    Ok(letters)
+/// Reads a dead-letter log with the side-file rules (`sidefile`): a torn tail is ignored (cut
+/// away with [`TornTail::Quarantine`], by the file's only writer), a bad line refused.
+pub(crate) fn read_dead_letters(path: &Path, torn: TornTail) -> Result<Vec<DeadLetter>, StoreError> {
+    crate::sidefile::read_values(path, torn)
 }

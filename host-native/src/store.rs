@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome};
+use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome, Refusal};
 pub use crate::config::Durability;
 use crate::config::{Clock, Faults, IdSeedSource, Stats, StoreConfig, StoreStats};
 use crate::error::{ExecuteError, JsonExecuteError, StoreError};
@@ -210,7 +210,7 @@ impl Inner {
             ids,
             reply,
         })?;
-        result.map(|(committed, _)| committed).map_err(ExecuteError::from_untyped)
+        result.map(|(committed, _)| committed).map_err(Refusal::into_execute_untyped)
     }
 
     /// Stops everything: actors finish what they hold, readers stop, threads are joined, the
@@ -485,15 +485,20 @@ fn take_lock(layout: &StoreLayout, faults: &Arc<Faults>) -> Result<File, StoreEr
     Ok(file)
 }
 
-/// Writer open without a full scan: checks the last line of every log (a torn or corrupt one
-/// is recovered or refused exactly as a full scan would, by loading that log whole), records
-/// each log's length and version, and leaves the store-wide index to be built on first need.
+/// Writer open without a full scan: checks the last line of every log (a torn one is
+/// recovered exactly as a full scan would, by loading that log whole), records each log's
+/// length and version, and leaves the store-wide index to be built on first need. A corrupt
+/// log does not stop the open: only its stream is unavailable (every call on it returns
+/// [`StoreError::Corrupt`]); its length is left unknown, so every use of it re-reads it.
 fn open_logs(layout: &StoreLayout) -> Result<Ledger, StoreError> {
     let _span = tracing::debug_span!("open_logs").entered();
     let mut logs = Vec::new();
     for stream in layout::list_streams(layout, None)? {
-        if let Some((len, version)) = log::open_state(&layout.events_file(&stream))? {
-            logs.push((stream, len, version));
+        match log::open_state(&layout.events_file(&stream)) {
+            Ok(Some((len, version))) => logs.push((stream, len, version)),
+            Ok(None) => {}
+            Err(e @ StoreError::Corrupt { .. }) => tracing::error!(%stream, error = %e, "stream unavailable"),
+            Err(e) => return Err(e),
         }
     }
     let layout = layout.clone();
@@ -514,19 +519,37 @@ pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger
 }
 
 /// Reads and CRC-checks every log (without decoding JSON): every event's pos, offset and id.
+///
+/// A corrupt log contributes its valid prefix and one *barrier*: an index entry at the lowest
+/// position its damaged line could hold (the lowest free position after its last valid one)
+/// that points at the damaged line. A store-wide read that reaches the barrier decodes that
+/// line and fails with [`StoreError::Corrupt`], so no reader moves past events it cannot read
+/// (none is skipped silently), while every other stream appends and serves as usual.
 fn scan_logs(layout: &StoreLayout, read_only: bool) -> Result<Scan, StoreError> {
     let _span = tracing::debug_span!("scan_store").entered();
     let torn = if read_only { TornTail::Ignore } else { TornTail::Quarantine };
     let mut found: Vec<Found> = Vec::new();
     let mut logs = Vec::new();
+    let mut damaged = Vec::new();
     for stream in layout::list_streams(layout, None)? {
         let path = layout.events_file(&stream);
-        let Some(headers) = log::load_headers(&path, torn)? else { continue };
-        logs.push((stream.clone(), headers.len(), headers.version()));
+        let Some((headers, corrupt)) = log::load_headers_prefix(&path, torn)? else { continue };
         let stream = Arc::new(stream);
+        match corrupt {
+            None => logs.push(((*stream).clone(), headers.len(), headers.version())),
+            Some(c) => damaged.push((stream.clone(), headers.lines.last().map_or(0, |l| l.pos), c.offset)),
+        }
         for line in headers.lines {
             found.push((line.pos, stream.clone(), line.offset, line.id));
         }
+    }
+    let mut taken: std::collections::HashSet<u64> = found.iter().map(|f| f.0).collect();
+    for (stream, last_pos, offset) in damaged {
+        let barrier = (last_pos + 1..).find(|p| !taken.contains(p)).expect("positions are unbounded");
+        taken.insert(barrier);
+        // Not a real event id: NUL never occurs in an id written by evfold.
+        let id = evfold_core::EventId(format!("\u{0}damaged:{stream}:{offset}"));
+        found.push((barrier, stream, offset, id));
     }
     Ok(Scan { found, logs })
 }
@@ -625,7 +648,7 @@ impl AggregateStore {
             .ask(&stream, |reply| ActorMsg::Command { command, context, expected, ids: None, reply })
             .instrument(span)
             .await?;
-        result.map(|(committed, _)| committed).map_err(ExecuteError::from_untyped)
+        result.map(|(committed, _)| committed).map_err(Refusal::into_execute_untyped)
     }
 
     /// Version and JSON state of `aggregate_type/id`. Read-only stores fold the log directly.
@@ -636,7 +659,7 @@ impl AggregateStore {
             return blocking(move || fold_read_only(&inner, &stream)).await;
         }
         let result = self.inner.ask(&stream, |reply| ActorMsg::Query { reply }).await?;
-        result.map_err(StoreError::Command)
+        result.map_err(Refusal::into_store)
     }
 
     /// Instance ids of aggregate `A`, sorted.
@@ -814,7 +837,7 @@ impl AggregateStore {
         let path = self.inner.layout.dead_letters_file(name);
         evfold_core::validate_name("process manager", name)
             .map_err(|_| StoreError::UnknownProcessManager(name.to_owned()))?;
-        blocking(move || readers::read_dead_letters(&path)).await
+        blocking(move || readers::read_dead_letters(&path, TornTail::Ignore)).await
     }
 
     /// Re-dispatches a process manager's dead letters (after fixing what made them fail);
@@ -1021,7 +1044,7 @@ impl<A: Aggregate> AggregateHandle<A> {
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
         let result = rx.instrument(span).await.map_err(|_| stopped())?;
-        result.map_err(ExecuteError::from_command)
+        result.map_err(Refusal::into_execute)
     }
 
     /// The current state (after every earlier command of this process settled).
@@ -1033,7 +1056,7 @@ impl<A: Aggregate> AggregateHandle<A> {
     pub async fn state_with_version(&self) -> Result<(u64, A), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Query { reply })?;
-        let (version, state) = rx.await.map_err(|_| stopped())?.map_err(StoreError::Command)?;
+        let (version, state) = rx.await.map_err(|_| stopped())?.map_err(Refusal::into_store)?;
         let state = serde_json::from_value(state)
             .map_err(|e| StoreError::Decode { path: self.target.stream.to_string().into(), reason: e.to_string() })?;
         Ok((version, state))

@@ -115,6 +115,8 @@ pub fn verify_stream(layout: &StoreLayout, stream: &StreamId) -> Result<StreamRe
     let status = match scan.end {
         LogEnd::Clean => StreamStatus::Clean,
         LogEnd::Torn { valid_len, torn_len } => StreamStatus::TornTail { valid_len, torn_len },
+        // Recoverable: the next writer open (or `repair`) writes the newline back.
+        LogEnd::MissingNewline { line_end } => StreamStatus::TornTail { valid_len: line_end, torn_len: 0 },
         LogEnd::Corrupt { line, offset, error } => StreamStatus::Corrupt { line, offset, reason: error.to_string() },
     };
     Ok(StreamReport {
@@ -173,6 +175,11 @@ pub fn repair_stream(dir: impl AsRef<Path>, stream: &StreamId) -> Result<RepairR
             cut_bytes: 0,
             backup: None,
         });
+    }
+    if let LogEnd::MissingNewline { line_end } = scan.end {
+        crate::log::restore_newline(&path, &bytes, line_end)?;
+        let (cut_at, cut_bytes) = (scan.valid_len, bytes.len() as u64 - line_end);
+        return Ok(RepairReport { stream: stream.clone(), kept_events, cut_at, cut_bytes, backup: None });
     }
     let cut = &bytes[scan.valid_len as usize..];
     let backup = fsio::backup_cut(&path, "repair", scan.valid_len, cut)?;

@@ -82,11 +82,11 @@ fn out_of_order_seq_is_corruption() {
 fn zero_filled_tail_is_torn() {
     let mut bytes = log_of(&[record(1, 1, json!(1))]);
     let valid = bytes.len() as u64;
-    bytes.extend([0u8; 40]);
+    bytes.resize(1024, 0);
     bytes.push(b'\n');
     bytes.extend([0u8; 10]);
     let scan = scan_log(&bytes, ScanStart::default());
-    assert_eq!(scan.end, LogEnd::Torn { valid_len: valid, torn_len: 51 });
+    assert_eq!(scan.end, LogEnd::Torn { valid_len: valid, torn_len: 1035 - valid });
 }
 
 #[test]
@@ -150,6 +150,13 @@ proptest! {
             let scan = scan_log(&bytes[..cut], ScanStart::default());
             let complete = line_ends.iter().filter(|e| **e <= cut).count();
             let valid_len = line_ends.iter().rfind(|e| **e <= cut).copied().unwrap_or(0);
+            if line_ends.contains(&(cut + 1)) {
+                // Only the newline is missing: the complete line is kept, its newline restored.
+                prop_assert_eq!(scan.records.len(), complete + 1);
+                prop_assert_eq!(scan.valid_len, cut as u64 + 1);
+                prop_assert_eq!(&scan.end, &LogEnd::MissingNewline { line_end: cut as u64 });
+                continue;
+            }
             prop_assert_eq!(scan.records.len(), complete);
             prop_assert_eq!(scan.valid_len, valid_len as u64);
             if valid_len == cut {
@@ -170,8 +177,10 @@ proptest! {
         bytes.extend(encode_append(second));
         for cut in 0..=bytes.len() {
             let scan = scan_log(&bytes[..cut], ScanStart::default());
-            let (expected, valid_len) = if cut == bytes.len() {
+            let (expected, valid_len) = if cut >= bytes.len() - 1 {
                 (records.len(), bytes.len())
+            } else if cut == first_len - 1 {
+                (first.len(), first_len)
             } else if cut >= first_len {
                 (first.len(), first_len)
             } else {
@@ -210,5 +219,20 @@ proptest! {
         let mut flipped = body.to_vec();
         flipped[bit / 8] ^= 1 << (bit % 8);
         prop_assert!(decode_line(&flipped).is_err());
+    }
+
+    /// Issue #12 item 4: a log of complete appends (everything acknowledged) with any single
+    /// bit flipped, newlines included, is reported corrupt at or before the flipped line; it is
+    /// never a torn tail or a missing newline, and no record after the damage comes back.
+    #[test]
+    fn a_bit_flip_anywhere_in_a_complete_log_is_never_torn(records in arb_log(), bit_pick in any::<prop::sample::Index>()) {
+        let bytes = log_of(&records);
+        let bit = bit_pick.index(bytes.len() * 8);
+        let mut flipped = bytes.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        let scan = scan_log(&flipped, ScanStart::default());
+        let line_of_flip = bytes[..bit / 8].iter().filter(|b| **b == b'\n').count();
+        prop_assert!(matches!(scan.end, LogEnd::Corrupt { .. }), "flip of bit {}: {:?}", bit, scan.end);
+        prop_assert!(scan.records.len() <= line_of_flip);
     }
 }

@@ -2,6 +2,7 @@
 //! machine traces pinned by insta, and the example aggregates end to end on the in-memory driver.
 
 mod codec;
+mod damage;
 mod machines;
 mod names;
 mod payloads;

@@ -7,6 +7,7 @@ mod basic;
 mod concurrency;
 mod containment;
 mod durability;
+mod damage;
 mod faults;
 mod ids;
 mod lazy_open;

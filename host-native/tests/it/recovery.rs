@@ -27,7 +27,8 @@ async fn torn_tail_at_every_offset_is_quarantined_and_truncated() {
     write_counter(dir.path(), 3).await;
     let full = std::fs::read(log_path(dir.path())).unwrap();
     let last_start = full[..full.len() - 1].iter().rposition(|b| *b == b'\n').unwrap() + 1;
-    for cut in last_start + 1..full.len() {
+    // Every cut but the one that leaves only the newline missing (kept: see damage.rs).
+    for cut in last_start + 1..full.len() - 1 {
         let path = log_path(dir.path());
         std::fs::write(&path, &full[..cut]).unwrap();
         for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {
@@ -82,13 +83,13 @@ async fn corrupt_middle_line_is_refused_with_file_line_and_offset() {
     assert!(error.contains("line 2") && error.contains("CRC"), "{error}");
     let error = store.read_all(1).await.unwrap_err();
     match &error {
-        StoreError::Corrupt { path: p, line, offset, reason } => {
-            assert_eq!((p, *line, *offset), (&path, 2, second as u64));
+        // Store-wide reads stop at the damaged line (its offset; the index knows no line number).
+        StoreError::Corrupt { path: p, offset, reason, .. } => {
+            assert_eq!((p, *offset), (&path, second as u64));
             assert!(reason.contains("CRC"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert!(error.to_string().contains("line 2"), "{error}");
     assert!(counter.execute(CounterCommand::Increment, ctx()).await.is_err(), "no append past a corrupt store");
     store.close().await;
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was changed");
@@ -115,8 +116,12 @@ async fn complete_last_line_with_bad_crc_is_corrupt_not_torn() {
     let n = bytes.len();
     bytes[n - 4] = if bytes[n - 4] == b'0' { b'1' } else { b'0' };
     std::fs::write(&path, &bytes).unwrap();
-    let error = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap_err();
+    // The store opens (only this stream is unavailable) and refuses the stream, typed.
+    let store = AggregateStore::builder(dir.path()).aggregate::<Counter>().open().await.unwrap();
+    let error = store.get::<Counter>("c").await.unwrap().state().await.unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { line: 2, .. }), "{error:?}");
+    store.close().await;
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
