@@ -6,6 +6,7 @@ mod api;
 mod basic;
 mod concurrency;
 mod faults;
+mod holes;
 mod ids;
 mod lazy_open;
 mod lock;
