@@ -102,6 +102,7 @@ pub use config::{
 pub use error::{ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};
 pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind, RedeliveryReport};
+pub use repair::settle_positions;
 pub use settled::SETTLED_FILE;
 pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, Executed, StreamPage};
 pub use subscribe::Subscription;

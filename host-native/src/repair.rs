@@ -28,6 +28,32 @@ pub struct RepairOptions {
     pub keep_valid: bool,
 }
 
+/// Takes the store lock (refused while a writer has the store open).
+pub(crate) fn lock(layout: &StoreLayout) -> Result<std::fs::File, StoreError> {
+    let lock_path = layout.lock_file();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::io(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::LockHeld { path: lock_path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&lock_path, e)),
+    }
+}
+
+/// Under the store lock, marks every position up to the highest one any log or checkpoint
+/// holds as settled (a missing one can no longer be in flight: no writer is alive). What a
+/// writer's first scan does, for a store no writer will open soon. Returns the mark.
+pub fn settle_positions(dir: impl AsRef<Path>) -> Result<u64, StoreError> {
+    let layout = StoreLayout::new(dir.as_ref());
+    let _lock = lock(&layout)?;
+    let mark_path = settled::path(layout.root());
+    settled::raise(&mark_path, highest_position(&layout)?)
+}
+
 /// See the module doc. The caller holds the store lock.
 pub(crate) fn repair_locked(
     layout: &StoreLayout,

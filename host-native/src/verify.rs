@@ -162,17 +162,6 @@ pub fn repair_stream_with(
     options: RepairOptions,
 ) -> Result<RepairReport, StoreError> {
     let layout = StoreLayout::new(dir.as_ref());
-    let lock_path = layout.lock_file();
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::io(&lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::LockHeld { path: lock_path }),
-        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
-    }
+    let _lock = crate::repair::lock(&layout)?;
     crate::repair::repair_locked(&layout, stream, options)
 }

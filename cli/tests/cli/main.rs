@@ -48,6 +48,8 @@ fn json_of(output: &[u8]) -> Value {
     serde_json::from_slice(output).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
 }
 
+mod holes;
+
 #[test]
 fn exec_then_state_streams_and_events() {
     let dir = bank_store();
