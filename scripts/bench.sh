@@ -6,6 +6,7 @@
 #   scripts/bench.sh                   # full sizes (a few minutes)
 #   BENCH_QUICK=1 scripts/bench.sh     # smoke run with small sizes
 #   BENCH_DIR=/dev/shm scripts/bench.sh   # another disk (default: the system temp dir)
+#   BENCH_ONLY=read scripts/bench.sh   # only some sections: throughput,cold,projection,read,memory,fold
 #
 # The plugin rows need the example plugins (scripts/build-plugins.sh; built here if missing).
 set -euo pipefail

@@ -1,12 +1,14 @@
 //! `evfold-bench`: evfold side by side with the peer crate `eventfold-es` 0.2 and a raw
 //! `fdatasync` loop, in one run, on the same disk. Prints each figure, its ratio and the target
-//! as a markdown table. `BENCH_QUICK=1` shrinks every size; `BENCH_DIR` picks the disk.
+//! as a markdown table. `BENCH_QUICK=1` shrinks every size; `BENCH_DIR` picks the disk;
+//! `BENCH_ONLY=read,cold` runs only the named sections.
 //! Cold loads and memory run in fresh child processes (`evfold-bench child ...`).
 
 mod floor;
 mod fold;
 mod native;
 mod peer;
+mod read;
 mod report;
 mod util;
 
@@ -60,11 +62,27 @@ async fn child(args: &[String]) -> Result<serde_json::Value> {
 
 async fn suite(sizes: Sizes) -> Result<Report> {
     let mut report = Report::default();
-    throughput(&mut report, sizes).await?;
-    cold(&mut report, sizes).await?;
-    projection(&mut report, sizes).await?;
-    memory(&mut report, sizes)?;
-    fold_rows(&mut report, sizes)?;
+    // `BENCH_ONLY=read,cold` runs only those sections (all of them when unset).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    if run("throughput") {
+        throughput(&mut report, sizes).await?;
+    }
+    if run("cold") {
+        cold(&mut report, sizes).await?;
+    }
+    if run("projection") {
+        projection(&mut report, sizes).await?;
+    }
+    if run("read") {
+        read_only_rows(&mut report, sizes).await?;
+    }
+    if run("memory") {
+        memory(&mut report, sizes)?;
+    }
+    if run("fold") {
+        fold_rows(&mut report, sizes)?;
+    }
     Ok(report)
 }
 
@@ -155,6 +173,30 @@ async fn projection(report: &mut Report, sizes: Sizes) -> Result<()> {
     report.push(Row::time(&label, e_full, p_full, Target::Peer(4.0)));
     let label = "projection incremental catch-up, +1 event (ms, median of 20)";
     report.push(Row::time(label, e_inc, p_inc, Target::Peer(10.0)));
+    Ok(())
+}
+
+/// Read-only reads (`evfold events`, `--follow`): the other column is the previous behaviour.
+async fn read_only_rows(report: &mut Report, sizes: Sizes) -> Result<()> {
+    let n = sizes.read_all;
+    eprintln!("# read-only store-wide read of {n} events, and follow latency");
+    let dir = fresh_dir("read-evfold")?;
+    native::write_streams(&dir, 100, n / 100).await?;
+    let (once, rescan) = read::page_all(&dir, n, 10).await?;
+    let label = format!(
+        "read-only read of all {n} events in pages of 1,000 (ms; other column: a full scan per page, as before, from 10 pages)"
+    );
+    report.push(Row::time(&label, once, rescan, Target::Peer(4.0)));
+    let (woken, polled) = read::follow_latency(&dir, 20).await?;
+    let label = "read-only follower lag behind a writer's ack (ms, median of 20; other column: the 200 ms poll before)";
+    report.push(Row::time(label, woken, polled, Target::None));
+    let cpu = read::idle_cpu(&dir, std::time::Duration::from_secs(5)).await?;
+    report.notes.push(format!(
+        "read-only follower idle for 5 s on the {n}-event store: {:.2} s of CPU ({:.1} % of a core)",
+        cpu,
+        cpu / 5.0 * 100.0
+    ));
+    cleanup(&dir);
     Ok(())
 }
 

@@ -31,6 +31,8 @@ pub struct Sizes {
     pub floor: usize,
     /// Calls in the plugin vs native fold/decide loop.
     pub fold: usize,
+    /// Events the read-only store-wide read pages through.
+    pub read_all: usize,
 }
 
 impl Sizes {
@@ -49,6 +51,7 @@ impl Sizes {
                 mem: [200, 1_000],
                 floor: 300,
                 fold: 10_000,
+                read_all: 20_000,
             }
         } else {
             Sizes {
@@ -62,6 +65,7 @@ impl Sizes {
                 mem: [1_000, 10_000],
                 floor: 2_000,
                 fold: 100_000,
+                read_all: 200_000,
             }
         }
     }

@@ -160,6 +160,10 @@ pub struct RepairArgs {
     /// Repair every stream `verify` reports as damaged.
     #[arg(long, conflicts_with = "aggregate_type")]
     pub all: bool,
+    /// Put the valid events found after the bad line back (same ids, new versions and
+    /// positions) instead of cutting them; everything cut is still backed up.
+    #[arg(long)]
+    pub keep_valid: bool,
 }
 
 /// `replay` arguments.

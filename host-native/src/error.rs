@@ -38,6 +38,20 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A read-only read reached a position missing from every log while later ones exist, and
+    /// nothing says it is final (it is above the store's settled mark): a live writer may still
+    /// be appending it. Reported after waiting, never skipped. A writing open settles it.
+    #[error(
+        "pos {pos} is missing while later positions exist (next: {next}) and no writer has settled it: \
+         a writer is still appending it, or died before writing it and none has opened since; \
+         a writing open settles it (any write, or `evfold repair --all`)"
+    )]
+    PositionPending {
+        /// The missing position.
+        pos: u64,
+        /// The next position present.
+        next: u64,
+    },
     /// An operating-system IO error on a path. The OS error is part of the message (and not
     /// also a `source()`, so error chains say it once).
     #[error("io error on {path}: {error}")]

@@ -40,7 +40,7 @@ fn set_durable(path: &Path, durable: bool) {
     }
 }
 
-fn is_not_found(error: &StoreError) -> bool {
+pub(crate) fn is_not_found(error: &StoreError) -> bool {
     matches!(error, StoreError::Io { error: source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 

@@ -82,12 +82,15 @@ mod config;
 mod contained;
 mod error;
 mod fsio;
+mod index_read;
 mod layout;
 mod ledger;
 mod log;
 mod mailbox;
 mod readers;
 mod sidefile;
+mod repair;
+mod settled;
 mod store;
 mod subscribe;
 pub mod verify;
@@ -101,9 +104,14 @@ pub use config::{
 pub use error::{Corruption, ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};
 pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind, RedeliveryReport};
+pub use repair::settle_positions;
+pub use settled::SETTLED_FILE;
 pub use store::{AggregateHandle, AggregateStore, AggregateStoreBuilder, Executed, StreamPage};
 pub use subscribe::Subscription;
-pub use verify::{repair_stream, verify_store, RepairReport, StreamReport, StreamStatus, VerifyReport};
+pub use verify::{
+    repair_stream, repair_stream_with, verify_store, RepairOptions, RepairReport, StreamReport, StreamStatus,
+    VerifyReport,
+};
 
 /// The README's Rust examples, compiled and run as doctests so the README cannot drift.
 #[cfg(doctest)]

@@ -506,11 +506,12 @@ fn open_logs(layout: &StoreLayout) -> Result<Ledger, StoreError> {
     Ok(Ledger::lazy(scanner, logs))
 }
 
-/// Scans every stream (recovering torn tails unless read-only; refusing corruption) and
-/// rebuilds the store-wide index from what is on disk.
+/// A read-only process's one full scan (torn tails ignored, corruption refused): the
+/// store-wide index it then extends by tailing the logs (`index_read`).
 pub(crate) fn scan_store(layout: &StoreLayout, read_only: bool) -> Result<Ledger, StoreError> {
+    debug_assert!(read_only, "writers build their ledger lazily");
     let scan = scan_logs(layout, read_only)?;
-    Ledger::rebuild(scan.found, scan.logs, read_only).map_err(|dup| StoreError::Corrupt {
+    Ledger::read_only(scan).map_err(|dup| StoreError::Corrupt {
         path: layout.streams_dir(),
         line: 0,
         offset: 0,
@@ -551,7 +552,9 @@ fn scan_logs(layout: &StoreLayout, read_only: bool) -> Result<Scan, StoreError> 
         let id = evfold_core::EventId(format!("\u{0}damaged:{stream}:{offset}"));
         found.push((barrier, stream, offset, id));
     }
-    Ok(Scan { found, logs })
+    let settled_path = crate::settled::path(layout.root());
+    let settled = crate::settled::read(&settled_path)?;
+    Ok(Scan { found, logs, settled, settled_path })
 }
 
 /// One page of [`AggregateStore::list_streams_page`].
@@ -602,6 +605,12 @@ impl AggregateStore {
     #[doc(hidden)]
     pub fn index_is_built(&self) -> bool {
         self.inner.ledger.is_built()
+    }
+
+    /// Test hook: full scans of every log this process did (one, then tails from known lengths).
+    #[doc(hidden)]
+    pub fn index_scans(&self) -> u64 {
+        self.inner.ledger.scans()
     }
 
     /// Write counters since open (appends, fsyncs, events): group commit shows as fewer
@@ -727,18 +736,14 @@ impl AggregateStore {
     pub async fn read_all_page(&self, from_pos: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
-            let scanned;
-            let ledger = if inner.read_only {
-                scanned = scan_store(&inner.layout, true)?;
-                &scanned
-            } else {
-                &*inner.ledger
-            };
+            if inner.read_only {
+                return crate::index_read::read_page(&inner.layout, &inner.ledger, from_pos.saturating_sub(1), limit);
+            }
             // In chunks, so writers never wait long on the ledger lock.
             let (mut after, mut events) = (from_pos.saturating_sub(1), Vec::new());
             while events.len() < limit {
                 let chunk = (limit - events.len()).min(4096);
-                let (batch, next) = readers::read_positions(&inner.layout, ledger, after, chunk)?;
+                let (batch, next) = readers::read_positions(&inner.layout, &inner.ledger, after, chunk)?;
                 if next == after {
                     break;
                 }
@@ -848,10 +853,9 @@ impl AggregateStore {
     }
 
     /// Past then live events with `pos >= from_pos`, in store-wide order.
+    /// In a read-only store it tails the logs another process writes, woken by file-change
+    /// notifications (polling where they are unavailable).
     pub fn subscribe(&self, from_pos: u64) -> Result<Subscription, StoreError> {
-        if self.inner.read_only {
-            return Err(StoreError::ReadOnly);
-        }
         crate::subscribe::spawn(&self.inner, from_pos)
     }
 
@@ -911,15 +915,12 @@ fn fold_projection_read_only(inner: &Inner, name: &str) -> Result<Value, StoreEr
     let mut folded = inner.folded.lock().expect("folded lock");
     let projection = folded.get_mut(name).ok_or_else(|| StoreError::UnknownProjection(name.to_owned()))?;
     projection.reset().map_err(StoreError::Fault)?;
-    let ledger = scan_store(&inner.layout, true)?;
     let mut after = 0;
     loop {
-        let (events, next) = readers::read_positions(&inner.layout, &ledger, after, 4096)?;
-        if next == after {
-            break;
-        }
+        let events = crate::index_read::read_page(&inner.layout, &inner.ledger, after, 4096)?;
+        let Some(last) = events.last() else { break };
+        after = last.record.pos;
         projection.apply(&events).map_err(StoreError::Fault)?;
-        after = next;
     }
     projection.snapshot().map_err(StoreError::Fault)
 }

@@ -10,6 +10,7 @@ use evfold_core::{scan_log, LogEnd, ScanStart, StreamId};
 use crate::error::StoreError;
 use crate::fsio;
 use crate::layout::{self, StoreLayout};
+pub use crate::repair::RepairOptions;
 
 pub use crate::layout::find_links;
 
@@ -134,62 +135,47 @@ pub fn verify_stream(layout: &StoreLayout, stream: &StreamId) -> Result<StreamRe
 pub struct RepairReport {
     /// The stream.
     pub stream: StreamId,
-    /// Events kept.
+    /// Events kept in place (before the first bad line).
     pub kept_events: u64,
-    /// Offset the log was cut at (its new length).
+    /// Offset the log was cut at.
     pub cut_at: u64,
     /// Bytes removed.
     pub cut_bytes: u64,
     /// Where the removed bytes were saved (`None` if nothing was cut).
     pub backup: Option<PathBuf>,
+    /// Valid events from after the bad line appended again (`keep_valid`), ids kept.
+    pub reappended: u64,
+    /// Cut lines not put back (bad ones; with `keep_valid` off, every cut line).
+    pub dropped_lines: u64,
+    /// The store's settled mark after the repair: no position at or below it is missing
+    /// for good reason or ever handed out again.
+    pub settled_through: u64,
+    /// Projections whose checkpoint had folded a cut event: moved aside, they rebuild.
+    pub rebuild_projections: Vec<String>,
+    /// Process managers whose cursor on this stream was rewound (their state is kept).
+    pub rewound_process_managers: Vec<String>,
+    /// The stream's snapshot, moved aside because it included cut events.
+    pub stale_snapshot: Option<PathBuf>,
 }
 
 /// Truncates one stream's log at its first bad line, saving the cut bytes next to it as
 /// `events.jsonl.repair-<offset>`. Takes the store lock: refuses while a writer has the store
 /// open. Events after the bad line are cut too (they stay in the backup): this is the explicit
-/// choice `verify` reports and opening never makes on its own.
+/// choice `verify` reports and opening never makes on its own. See [`repair_stream_with`].
 pub fn repair_stream(dir: impl AsRef<Path>, stream: &StreamId) -> Result<RepairReport, StoreError> {
+    repair_stream_with(dir, stream, RepairOptions::default())
+}
+
+/// [`repair_stream`] with options: `keep_valid` re-appends the valid events found after the
+/// bad line (same ids). Either way the positions the cut leaves missing are settled
+/// (`settled.json`), projection checkpoints past the cut are moved aside (they rebuild),
+/// process-manager cursors on the stream are rewound, and a snapshot past the cut is moved aside.
+pub fn repair_stream_with(
+    dir: impl AsRef<Path>,
+    stream: &StreamId,
+    options: RepairOptions,
+) -> Result<RepairReport, StoreError> {
     let layout = StoreLayout::new(dir.as_ref());
-    let lock_path = layout.lock_file();
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::io(&lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::LockHeld { path: lock_path }),
-        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
-    }
-    let path = layout.events_file(stream);
-    let bytes =
-        fsio::read_optional(&path)?.ok_or_else(|| StoreError::io(&path, std::io::ErrorKind::NotFound.into()))?;
-    let scan = scan_log(&bytes, ScanStart::default());
-    let kept_events = scan.records.len() as u64;
-    if scan.end == LogEnd::Clean {
-        return Ok(RepairReport {
-            stream: stream.clone(),
-            kept_events,
-            cut_at: scan.valid_len,
-            cut_bytes: 0,
-            backup: None,
-        });
-    }
-    if let LogEnd::MissingNewline { line_end } = scan.end {
-        crate::log::restore_newline(&path, &bytes, line_end)?;
-        let (cut_at, cut_bytes) = (scan.valid_len, bytes.len() as u64 - line_end);
-        return Ok(RepairReport { stream: stream.clone(), kept_events, cut_at, cut_bytes, backup: None });
-    }
-    let cut = &bytes[scan.valid_len as usize..];
-    let backup = fsio::backup_cut(&path, "repair", scan.valid_len, cut)?;
-    fsio::truncate_durable(&path, scan.valid_len)?;
-    tracing::warn!(stream = %stream, cut_at = scan.valid_len, cut_bytes = cut.len(), backup = %backup.display(), "stream repaired");
-    Ok(RepairReport {
-        stream: stream.clone(),
-        kept_events,
-        cut_at: scan.valid_len,
-        cut_bytes: cut.len() as u64,
-        backup: Some(backup),
-    })
+    let _lock = crate::repair::lock(&layout)?;
+    crate::repair::repair_locked(&layout, stream, options)
 }

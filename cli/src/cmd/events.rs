@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use evfold_core::{EventRecord, StreamId};
@@ -14,8 +13,6 @@ use crate::args::{EventsArgs, StreamsArgs};
 use crate::output::Out;
 use crate::store;
 
-/// How often `--follow` looks for new events.
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Events per store-wide read.
 const PAGE: usize = 1000;
 
@@ -39,23 +36,47 @@ async fn stream_events(
 ) -> Result<()> {
     let stream = StreamId::new(t, id).context("invalid stream id")?;
     let mut after = args.from;
-    loop {
-        let records = store.read_events_from(t, id, after).await.context("reading events")?;
-        for record in &records {
-            after = record.seq;
-            if printer.print(&stream, record)? {
+    let mut next_pos = 1;
+    let records = store.read_events_from(t, id, after).await.context("reading events")?;
+    for record in &records {
+        (after, next_pos) = (record.seq, record.pos + 1);
+        if printer.print(&stream, record)? {
+            return Ok(());
+        }
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    // Then follow the store-wide order, keeping this stream's later events.
+    let mut subscription = store.subscribe(next_pos).context("following the store")?;
+    while let Some(event) = subscription.recv().await {
+        let event = event.context("following the store")?;
+        if event.stream == stream && event.record.seq > after {
+            after = event.record.seq;
+            if printer.print(&stream, &event.record)? {
                 return Ok(());
             }
         }
-        if !args.follow {
-            return Ok(());
-        }
-        tokio::time::sleep(FOLLOW_POLL).await;
     }
+    Ok(())
 }
 
+/// Pages through the store-wide order (one scan of the store, then tails of the logs); with
+/// `--follow`, a subscription woken by file changes. A missing position that no writer has
+/// settled is an error here (after a grace period), never a silent end.
 async fn all_events(store: &AggregateStore, args: &EventsArgs, printer: &mut Printer) -> Result<()> {
-    let mut from = args.from.max(1);
+    let from = args.from.max(1);
+    if args.follow {
+        let mut subscription = store.subscribe(from).context("following the store")?;
+        while let Some(event) = subscription.recv().await {
+            let event = event.context("following the store")?;
+            if printer.print(&event.stream, &event.record)? {
+                return Ok(());
+            }
+        }
+        return Ok(());
+    }
+    let mut from = from;
     loop {
         let page = store.read_all_page(from, PAGE).await.context("reading events")?;
         for event in &page {
@@ -64,13 +85,9 @@ async fn all_events(store: &AggregateStore, args: &EventsArgs, printer: &mut Pri
                 return Ok(());
             }
         }
-        if page.len() == PAGE {
-            continue;
-        }
-        if !args.follow {
+        if page.is_empty() {
             return Ok(());
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
     }
 }
 

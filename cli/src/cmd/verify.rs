@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use evfold_core::{scan_log, ScanStart, StreamId};
 use evfold_native::verify::verify_stream;
-use evfold_native::{repair_stream, StoreLayout, StreamReport, StreamStatus};
+use evfold_native::{repair_stream_with, settle_positions, RepairOptions, StoreLayout, StreamReport, StreamStatus};
 use serde_json::{json, Value};
 
 use crate::args::RepairArgs;
@@ -165,29 +165,55 @@ pub fn repair(dir: &Path, args: RepairArgs, out: &Out) -> Result<ExitCode> {
             .collect(),
     };
     let mut results = Vec::new();
+    let options = RepairOptions { keep_valid: args.keep_valid };
     for stream in &targets {
-        let report = repair_stream(dir, stream).with_context(|| format!("repairing {stream}"))?;
+        let report = repair_stream_with(dir, stream, options).with_context(|| format!("repairing {stream}"))?;
         if !out.json {
             match &report.backup {
                 Some(backup) => println!(
-                    "repaired {stream}: kept {} events, cut {} bytes at offset {}, backup {}",
+                    "repaired {stream}: kept {} events, cut {} bytes at offset {}, re-appended {}, dropped {} line(s), backup {}",
                     report.kept_events,
                     report.cut_bytes,
                     report.cut_at,
+                    report.reappended,
+                    report.dropped_lines,
                     backup.display()
                 ),
                 None => println!("{stream}: clean, nothing to cut ({} events)", report.kept_events),
             }
+            if !report.rebuild_projections.is_empty() {
+                println!(
+                    "  projections that will rebuild at their next open: {}",
+                    report.rebuild_projections.join(", ")
+                );
+            }
+            if !report.rewound_process_managers.is_empty() {
+                let names = report.rewound_process_managers.join(", ");
+                println!("  process managers rewound to the repaired stream (state kept): {names}");
+            }
+            if let Some(snapshot) = &report.stale_snapshot {
+                println!("  snapshot past the cut moved aside: {}", snapshot.display());
+            }
         }
         results.push(json!({
             "stream": stream.to_string(), "kept_events": report.kept_events, "cut_at": report.cut_at,
-            "cut_bytes": report.cut_bytes, "backup": report.backup,
+            "cut_bytes": report.cut_bytes, "backup": report.backup, "reappended": report.reappended,
+            "dropped_lines": report.dropped_lines, "settled_through": report.settled_through,
+            "rebuild_projections": report.rebuild_projections,
+            "rewound_process_managers": report.rewound_process_managers, "stale_snapshot": report.stale_snapshot,
         }));
     }
     if out.json {
         println!("{}", json!({ "repaired": results }));
     } else if targets.is_empty() {
         println!("nothing to repair");
+    }
+    if args.all {
+        // Missing positions no writer settled (a writer died mid-append) stop nobody now.
+        let through = settle_positions(dir).context("settling positions")?;
+        if !out.json {
+            println!("positions settled through {through}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,7 @@ fn json_of(output: &[u8]) -> Value {
 }
 
 mod first_run;
+mod holes;
 
 #[test]
 fn exec_then_state_streams_and_events() {

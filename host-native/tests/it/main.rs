@@ -9,6 +9,7 @@ mod containment;
 mod durability;
 mod damage;
 mod faults;
+mod holes;
 mod ids;
 mod lazy_open;
 mod lock;
