@@ -118,14 +118,14 @@ fn new_event(data: Value, meta: Metadata) -> NewEvent {
 }
 
 /// What a refusal looks like in the child's report: the variant, then the message.
-fn refusal<E: std::error::Error>(kind: &str, error: &E) -> String {
+fn refusal(kind: &str, error: &dyn std::fmt::Display) -> String {
     format!("{kind}: {error}")
 }
 
 fn execute_refusal<E: std::error::Error + 'static>(result: Result<evfold_core::Committed, ExecuteError<E>>) -> String {
     match result {
         Ok(committed) => panic!("a deep input was accepted: {committed:?}"),
-        Err(error @ ExecuteError::Fault(_)) => refusal("Fault", &error),
+        Err(ExecuteError::Fault(fault)) if evfold_core::is_too_deep(&fault) => refusal("Fault(TooDeep)", &fault),
         Err(other) => panic!("not the typed depth refusal: {other:?}"),
     }
 }
@@ -133,7 +133,7 @@ fn execute_refusal<E: std::error::Error + 'static>(result: Result<evfold_core::C
 fn store_refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
     match result {
         Ok(value) => panic!("a deep input was accepted: {value:?}"),
-        Err(error @ StoreError::Fault(_)) => refusal("Fault", &error),
+        Err(StoreError::Fault(fault)) if evfold_core::is_too_deep(&fault) => refusal("Fault(TooDeep)", &fault),
         Err(other) => panic!("not the typed depth refusal: {other:?}"),
     }
 }
@@ -274,6 +274,7 @@ fn each_depth(case: &str, prepare: impl Fn(&Path, usize), expect: &[&str]) {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path(), depth);
         let report = in_child(case, depth, dir.path());
+        println!("{case} at {depth} levels: {report}");
         for needle in expect {
             assert!(report.contains(needle), "{case} at {depth} levels: {report:?} lacks {needle:?}");
         }
@@ -282,7 +283,7 @@ fn each_depth(case: &str, prepare: impl Fn(&Path, usize), expect: &[&str]) {
 
 fn nothing(_: &Path, _: usize) {}
 
-const TOO_DEEP: &[&str] = &["Fault", "nests", "usable"];
+const TOO_DEEP: &[&str] = &["Fault(TooDeep)", "nests deeper than 100 levels", "usable"];
 
 #[test]
 fn typed_execute_in_tokio_spawn() {
@@ -379,7 +380,9 @@ fn dead_letters_written_deep_on_disk() {
     let prepare = |dir: &Path, depth: usize| {
         let path = StoreLayout::new(dir).dead_letters_file("pm");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, format!("{{\"command\":{}}}\n", nested_text(depth))).unwrap();
+        // The deep data comes first, so the decoder meets it before any missing field.
+        let letter = format!("{{\"command\":{{\"command\":{{\"type\":\"Put\",\"data\":{}}}}}}}\n", nested_text(depth));
+        std::fs::write(path, letter).unwrap();
     };
-    each_depth("dead_letters", prepare, &["Decode", "usable"]);
+    each_depth("dead_letters", prepare, &["Decode", "recursion limit exceeded", "usable"]);
 }
