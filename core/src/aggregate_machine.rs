@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::codec::json_len;
+use crate::depth;
 use crate::domain::{DynAggregate, Fault};
 use crate::io::{CommandError, CommandId, Committed, Io, IoErrorKind, IoId, IoResult, Notification, Output, Snapshot};
 use crate::types::{CommandContext, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, StreamId, Timestamp};
@@ -376,6 +378,16 @@ impl AggregateMachine {
         let Pending::Command { id, command, context, expected, ids, .. } = &pending else {
             unreachable!("queries are answered in pump")
         };
+        // Depth first, iteratively, before anything else touches or drops the command: measuring
+        // its size serializes it, and serializing, decoding, cloning and dropping a deep value
+        // all recurse once per level.
+        if let Err(error) = depth::check(command, context) {
+            self.reply(*id, Err(CommandError::Fault(Fault::new(error))));
+            let Pending::Command { command, context, .. } = pending else { unreachable!() };
+            depth::dismantle(command.data);
+            depth::dismantle_metadata(context);
+            return true;
+        }
         let speculative_version = self.version + self.batch_events.len() as u64;
         if !expected.admits(speculative_version) {
             self.reply(
@@ -398,7 +410,14 @@ impl AggregateMachine {
             }
             Err(fault) => return self.fault_command(*id, fault),
         };
-        if let Some(error) = self.oversized(&events).or_else(|| too_deep(&events, context)) {
+        if let Some(error) = too_deep(&events) {
+            // JSON-level domain code (not the typed adapter, which refuses this itself) nested an
+            // event deeper than a log line can hold.
+            self.reply(*id, Err(CommandError::Fault(Fault::new(error))));
+            events.into_iter().for_each(|e| depth::dismantle(e.data));
+            return true;
+        }
+        if let Some(error) = self.oversized(&events) {
             self.reply(*id, Err(error));
             return true;
         }
@@ -546,33 +565,8 @@ impl AggregateMachine {
     }
 }
 
-/// Length of `value` serialized as JSON, counted without building the text.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// An event whose data (or a metadata value) nests deeper than [`crate::codec::MAX_JSON_DEPTH`]
-/// could be written but never read back: refuse it as a fault before anything is appended.
-fn too_deep(events: &[Payload], context: &crate::types::Metadata) -> Option<CommandError> {
-    let limit = crate::codec::MAX_JSON_DEPTH;
-    let data = events.iter().map(|e| (e.type_name.as_str(), &e.data));
-    let meta = context.extra.iter().map(|(key, value)| (key.as_str(), value));
-    let (what, depth) =
-        data.chain(meta).map(|(what, v)| (what, crate::codec::json_depth(v))).find(|(_, d)| *d > limit)?;
-    let message = format!("{what} nests {depth} levels deep, more than the {limit} a log line may hold");
-    Some(CommandError::Fault(Fault::msg(message)))
+/// The first event whose data nests deeper than [`crate::codec::MAX_JSON_DEPTH`]: it could be
+/// written but never read back, so it is refused before anything is appended.
+fn too_deep(events: &[Payload]) -> Option<crate::domain::PayloadError> {
+    events.iter().find_map(|e| depth::check(e, &crate::types::Metadata::default()).err())
 }

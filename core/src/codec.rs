@@ -50,6 +50,27 @@ pub fn json_depth(value: &serde_json::Value) -> usize {
     deepest
 }
 
+/// Length of `value` serialized as JSON, counted without building the text. Serializing
+/// recurses once per level: call it only on a value whose depth was checked
+/// ([`crate::depth::exceeds`]).
+pub fn json_len(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Marker before the CRC key on each line of an append that continues on the next line.
 const MORE_MARKER: &[u8] = b",\"more\":true";
 

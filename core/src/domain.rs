@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::codec::MAX_JSON_DEPTH;
+use crate::depth::{exceeds, to_value_within, Unserializable, MAX_STATE_DEPTH};
 use crate::types::{CommandContext, Payload, StoredEvent, StreamId};
 
 /// A domain model: decides commands into events and folds events into state.
@@ -222,24 +224,62 @@ pub enum PayloadError {
     /// The value did not serialize as `{"type": "...", "data": ...}`.
     #[error("{0} does not serialize as an adjacently tagged enum; add #[serde(tag = \"type\", content = \"data\")]")]
     NotTagged(&'static str),
+    /// The value nests deeper than a log line, snapshot or checkpoint can hold (and than is safe
+    /// to recurse into): refused before anything recursive touched it. See [`crate::depth`].
+    #[error("{what} nests deeper than {limit} levels")]
+    TooDeep {
+        /// What nests too deep: a type, a command's or event's data, a metadata key.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
-/// Converts a typed command or event into a payload (adjacently tagged serde enum).
+/// Converts a typed command or event into a payload (adjacently tagged serde enum). Its data may
+/// nest at most [`crate::codec::MAX_JSON_DEPTH`] levels: serialization stops there with
+/// [`PayloadError::TooDeep`], so a deep value cannot overflow the stack.
 pub fn to_payload<T: Serialize>(value: &T) -> Result<Payload, Fault> {
+    payload_of(value).map_err(Fault::new)
+}
+
+/// [`to_payload`] for a value the caller hands over. One refused as too deep is *leaked*, not
+/// dropped: its drop glue would recurse as deep as it nests (past any stack) and a generic
+/// value cannot be taken apart from outside. Every other outcome drops it normally.
+pub fn into_payload<T: Serialize>(value: T) -> Result<Payload, Fault> {
+    let result = payload_of(&value);
+    if matches!(result, Err(PayloadError::TooDeep { .. })) {
+        std::mem::forget(value);
+    }
+    result.map_err(Fault::new)
+}
+
+/// Whether `fault` is a [`PayloadError::TooDeep`] refusal.
+pub fn is_too_deep(fault: &Fault) -> bool {
+    matches!(fault.source_error().downcast_ref::<PayloadError>(), Some(PayloadError::TooDeep { .. }))
+}
+
+fn payload_of<T: Serialize>(value: &T) -> Result<Payload, PayloadError> {
     let name = std::any::type_name::<T>();
-    let json = serde_json::to_value(value)
-        .map_err(|source| Fault::new(PayloadError::Serde { type_name: name.to_owned(), source }))?;
+    // The tagged form `{"type":..,"data":..}` is one level above the data.
+    let json = to_value_within(value, MAX_JSON_DEPTH + 1).map_err(|e| unserializable(name, e, MAX_JSON_DEPTH))?;
     let Value::Object(mut map) = json else {
-        return Err(Fault::new(PayloadError::NotTagged(name)));
+        return Err(PayloadError::NotTagged(name));
     };
     let Some(Value::String(type_name)) = map.remove("type") else {
-        return Err(Fault::new(PayloadError::NotTagged(name)));
+        return Err(PayloadError::NotTagged(name));
     };
     let data = map.remove("data").unwrap_or(Value::Null);
     if !map.is_empty() {
-        return Err(Fault::new(PayloadError::NotTagged(name)));
+        return Err(PayloadError::NotTagged(name));
     }
     Ok(Payload { type_name, data })
+}
+
+fn unserializable(type_name: &str, error: Unserializable, limit: usize) -> PayloadError {
+    match error {
+        Unserializable::TooDeep => PayloadError::TooDeep { what: type_name.to_owned(), limit },
+        Unserializable::Serde(source) => PayloadError::Serde { type_name: type_name.to_owned(), source },
+    }
 }
 
 /// Converts a payload back into a typed command or event. Reads the payload in place (the data
@@ -293,9 +333,11 @@ impl<'de> serde::de::MapAccess<'de> for TaggedPayloadEntries<'de> {
     }
 }
 
+/// A typed state as JSON, at most [`MAX_STATE_DEPTH`] levels deep (what a snapshot or a
+/// checkpoint can hold and read back).
 fn to_json<T: Serialize>(value: &T) -> Result<Value, Fault> {
-    serde_json::to_value(value)
-        .map_err(|source| Fault::new(PayloadError::Serde { type_name: std::any::type_name::<T>().to_owned(), source }))
+    to_value_within(value, MAX_STATE_DEPTH)
+        .map_err(|e| Fault::new(unserializable(std::any::type_name::<T>(), e, MAX_STATE_DEPTH)))
 }
 
 fn from_json<T: DeserializeOwned>(value: &Value) -> Result<T, Fault> {
@@ -327,9 +369,23 @@ impl<A: Aggregate> DynAggregate for TypedAggregate<A> {
     }
 
     fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
+        // Deserializing from a `Value` recurses once per level: measure first.
+        if exceeds(&command.data, MAX_JSON_DEPTH) {
+            return Err(Fault::new(PayloadError::TooDeep {
+                what: format!("{} data", command.type_name),
+                limit: MAX_JSON_DEPTH,
+            }));
+        }
         let command: A::Command = from_payload(command)?;
         match self.state.handle(command) {
-            Ok(events) => Ok(Ok(events.iter().map(to_payload).collect::<Result<_, _>>()?)),
+            Ok(events) => {
+                let payloads: Result<Vec<Payload>, PayloadError> = events.iter().map(payload_of).collect();
+                if matches!(payloads, Err(PayloadError::TooDeep { .. })) {
+                    // Domain code nested an event too deep: dropping it would recurse as deep.
+                    std::mem::forget(events);
+                }
+                Ok(Ok(payloads.map_err(Fault::new)?))
+            }
             Err(error) => Ok(Err(Rejection { message: error.to_string(), error: Some(Arc::new(error)) })),
         }
     }

@@ -28,6 +28,7 @@
 //! - [`types`]: stream ids, event records, metadata, positions.
 //! - [`domain`]: the typed traits users implement and the JSON-level traits plugins implement.
 //! - [`codec`]: the JSONL line format with CRC-32C and the log scanner.
+//! - [`depth`]: JSON nesting limits checked without recursion, so no input overflows a stack.
 //! - [`aggregate_machine`], [`reader`]: the machines.
 //! - [`memory`]: an in-memory driver for unit tests.
 //! - [`journal`], [`replay`]: record a machine's inputs, replay them byte for byte, and replay
@@ -36,6 +37,7 @@
 
 pub mod aggregate_machine;
 pub mod codec;
+pub mod depth;
 pub mod domain;
 pub mod examples;
 pub mod io;
@@ -51,9 +53,9 @@ pub use codec::{
     LineError, LogEnd, Scan, ScanStart,
 };
 pub use domain::{
-    from_payload, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision, DynAggregate, DynProcessManager,
-    DynProjection, Fault, ProcessManager, Projection, Rejection, TypedAggregate, TypedAggregateFactory,
-    TypedProcessManager, TypedProjection,
+    from_payload, into_payload, is_too_deep, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision,
+    DynAggregate, DynProcessManager, DynProjection, Fault, PayloadError, ProcessManager, Projection, Rejection,
+    TypedAggregate, TypedAggregateFactory, TypedProcessManager, TypedProjection,
 };
 pub use io::{
     Checkpoint, CommandError, CommandId, Committed, DeadLetter, Io, IoError, IoErrorKind, IoId, IoResult, Notification,

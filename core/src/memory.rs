@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
 use crate::domain::{
-    from_payload, to_payload, Aggregate, AggregateFactory, CommandEnvelope, DynProcessManager, DynProjection, Fault,
+    from_payload, into_payload, Aggregate, AggregateFactory, CommandEnvelope, DynProcessManager, DynProjection, Fault,
     ProcessManager, Projection, TypedAggregateFactory, TypedProcessManager, TypedProjection,
 };
 use crate::io::{
@@ -163,7 +163,9 @@ impl MemoryStore {
         context: CommandContext,
     ) -> Result<Committed, CommandError> {
         let stream = StreamId::new(A::AGGREGATE_TYPE, instance_id).map_err(|e| CommandError::Fault(Fault::new(e)))?;
-        let command = to_payload(&command).map_err(CommandError::Fault)?;
+        let command = into_payload(command).map_err(CommandError::Fault)?;
+        let (command, context) =
+            crate::depth::admit(command, context).map_err(|e| CommandError::Fault(Fault::new(e)))?;
         let envelope = CommandEnvelope { target: stream, command, context };
         self.execute_envelope(&envelope, ExpectedVersion::Any)
     }
@@ -256,6 +258,8 @@ impl MemoryStore {
         envelope: &CommandEnvelope,
         expected: ExpectedVersion,
     ) -> Result<Committed, CommandError> {
+        // Cloning a deep value recurses once per level: measure it first.
+        crate::depth::check(&envelope.command, &envelope.context).map_err(|e| CommandError::Fault(Fault::new(e)))?;
         self.tick();
         let id = self.next_command_id();
         let ids = IdSeed(self.next_seed << 16);

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use evfold_core::depth;
 use evfold_core::{
     to_payload, Aggregate, AggregateConfig, AggregateFactory, CommandContext, Committed, DynProcessManager,
-    DynProjection, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, ProcessManager, Projection, ReaderConfig,
-    StoredEvent, StreamId, Timestamp, TypedAggregateFactory, TypedProcessManager, TypedProjection,
+    DynProjection, EventRecord, ExpectedVersion, Fault, IdSeed, NewEvent, Payload, ProcessManager, Projection,
+    ReaderConfig, StoredEvent, StreamId, Timestamp, TypedAggregateFactory, TypedProcessManager, TypedProjection,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -651,6 +652,8 @@ impl AggregateStore {
         expected: ExpectedVersion,
     ) -> Result<Committed, JsonExecuteError> {
         let stream = layout::stream_id(aggregate_type, id)?;
+        // Refused (and taken apart) here if too deep: the actor never touches it.
+        let (command, context) = depth::admit(command, context).map_err(|e| ExecuteError::Fault(Fault::new(e)))?;
         let span = tracing::debug_span!("execute", %stream, command = %command.type_name);
         let result = self
             .inner
@@ -774,6 +777,7 @@ impl AggregateStore {
         event: NewEvent,
     ) -> Result<InjectOutcome, StoreError> {
         let stream = layout::stream_id(aggregate_type, id)?;
+        let event = depth::admit_event(event).map_err(|e| StoreError::Fault(Fault::new(e)))?;
         self.inner.ask(&stream, |reply| ActorMsg::Inject { event, reply }).await?
     }
 
@@ -1040,7 +1044,10 @@ impl<A: Aggregate> AggregateHandle<A> {
         context: CommandContext,
         expected: ExpectedVersion,
     ) -> Result<(Committed, Vec<EventRecord>), ExecuteError<A::Error>> {
-        let payload = to_payload(&command).map_err(ExecuteError::Fault)?;
+        // Serialized depth-bounded: a command too deep is refused (and leaked, since dropping it
+        // would recurse) on the caller's thread before it could overflow that thread's stack.
+        let payload = evfold_core::into_payload(command).map_err(ExecuteError::Fault)?;
+        let (payload, context) = depth::admit(payload, context).map_err(|e| ExecuteError::Fault(Fault::new(e)))?;
         let span = tracing::debug_span!("execute", stream = %self.target.stream, command = %payload.type_name);
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;

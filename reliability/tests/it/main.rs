@@ -2,6 +2,7 @@
 //! per concern (the kill and load tests stay separate binaries: `scripts/test.sh` runs them on
 //! their own to print their figures).
 
+mod depth;
 mod hostile;
 mod links;
 mod pm_redispatch;
