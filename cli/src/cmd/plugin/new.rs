@@ -209,7 +209,9 @@ impl Aggregate for Tally {
     }
 }
 
-// The one line that makes this crate a plugin.
+// The one line that makes this crate a plugin (wasm only: native builds, such as `cargo test`,
+// link no plugin exports).
+#[cfg(target_arch = "wasm32")]
 evfold_plugin_sdk::export_aggregate!(Tally);
 
 #[cfg(test)]
