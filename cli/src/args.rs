@@ -44,7 +44,7 @@ pub enum Command {
     Repair(RepairArgs),
     /// Replay a store's history through another aggregate version and report divergences.
     Replay(ReplayArgs),
-    /// Inspect plugins.
+    /// Create, build and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
@@ -188,5 +188,36 @@ pub enum PluginCommand {
     Info {
         /// The .wasm file.
         file: PathBuf,
+    },
+    /// Create a plugin crate: an aggregate with the one-line export, its own workspace, a native test.
+    New {
+        /// Crate name (also the directory created, unless --dir).
+        name: String,
+        /// Directory to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// evfold source checkout the crate depends on by path (default: $EVFOLD_SOURCE_DIR, else
+        /// the checkout this binary was built from, else crates.io versions).
+        #[arg(long, env = "EVFOLD_SOURCE_DIR")]
+        evfold_path: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-unknown-unknown through cargo and componentize it.
+    Build {
+        /// The plugin crate (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Where to write the component (default: TARGET_DIR/evfold-plugins/NAME.wasm).
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// Cargo target dir of the wasm build (default: cargo's, e.g. DIR/target).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Turn a core wasm module (built for wasm32-unknown-unknown) into a plugin component.
+    Componentize {
+        /// The module.
+        module: PathBuf,
+        /// Where to write the component (default: MODULE with extension .component.wasm).
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
     },
 }

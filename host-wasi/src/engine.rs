@@ -165,6 +165,13 @@ impl PluginEngine {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
         let plugin: Arc<str> = path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let sha256 = sha256_hex(&bytes);
+        if bytes.starts_with(CORE_MODULE_PREAMBLE) {
+            return Err(PluginError::Invalid {
+                plugin: plugin.to_string(),
+                call: Call::Load,
+                message: NOT_A_COMPONENT.into(),
+            });
+        }
         let component = self.inner.cache.component(&self.inner.engine, &sha256, &bytes).map_err(|e| {
             PluginError::Invalid { plugin: plugin.to_string(), call: Call::Load, message: format!("{e:#}") }
         })?;
@@ -227,6 +234,15 @@ impl PluginEngine {
         })
     }
 }
+
+/// The first 8 bytes of a core wasm module (magic, version 1); a component has layer 1 instead.
+const CORE_MODULE_PREAMBLE: &[u8] = b"\0asm\x01\0\0\0";
+
+/// What to run when given a core module: wasmtime's own message (`attempted to parse a wasm
+/// module with a component parser`) names no tool.
+const NOT_A_COMPONENT: &str = "this is a core WebAssembly module, not a component: build the plugin crate with \
+     `evfold plugin build CRATE_DIR` (builds for wasm32-unknown-unknown and componentizes), or componentize this \
+     module with `evfold plugin componentize FILE.wasm`";
 
 /// A `*Pre::new` failure: the component lacks an export of the expected shape.
 fn abi_error(checked: &Checked, error: &wasmtime::Error) -> PluginError {

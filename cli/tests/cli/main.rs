@@ -17,18 +17,12 @@ fn evfold(store: &Path) -> Command {
     cmd
 }
 
-/// The example plugins built by scripts/build-plugins.sh (scripts/test.sh builds them first).
+/// The example plugins, built by cargo (`evfold-plugin-artifacts`), or `EVFOLD_PLUGIN_DIR` when set.
 fn plugins() -> PathBuf {
-    let dir = std::env::var_os("EVFOLD_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
-    assert!(
-        dir.join("bank-account.wasm").is_file(),
-        "example plugins missing in {}: run scripts/build-plugins.sh",
-        dir.display()
-    );
-    dir
+    evfold_plugin_artifacts::plugin_dir()
 }
+
+mod plugin_new;
 
 fn exec(store: &Path, id: &str, command: &str) -> assert_cmd::assert::Assert {
     evfold(store).args(["exec", "bank-account", id, command]).assert()

@@ -11,18 +11,15 @@ use evfold_core::memory::MemoryStore;
 use evfold_core::{encode_record, CommandContext, CommandError, Committed, StreamId};
 use evfold_wasi::{Limits, PluginEngine};
 
-/// Directory of the plugins scripts/build-plugins.sh builds (`EVFOLD_PLUGIN_DIR` overrides).
+/// Directory of the example plugins: built by cargo (`evfold-plugin-artifacts`), or
+/// `EVFOLD_PLUGIN_DIR` when set.
 pub fn plugin_dir() -> PathBuf {
-    std::env::var_os("EVFOLD_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
+    evfold_plugin_artifacts::plugin_dir()
 }
 
-/// Path of a built plugin; panics with the command to run when it is missing.
+/// Path of a built plugin.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = plugin_dir().join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-plugins.sh first", path.display());
-    path
+    evfold_plugin_artifacts::plugin(name)
 }
 
 /// One engine with default limits, shared by the tests of a binary (compiles each plugin once).

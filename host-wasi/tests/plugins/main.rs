@@ -1,4 +1,4 @@
-//! Plugin host tests against the real plugins built by scripts/build-plugins.sh: native vs
+//! Plugin host tests against the real plugins (built by cargo: evfold-plugin-artifacts): native vs
 //! plugin conformance through the core's in-memory store, every hostile behaviour mapped to its
 //! typed error within bounded time and memory while healthy aggregates keep serving, ABI and
 //! kind checks, the compiled-plugin cache.
@@ -252,6 +252,18 @@ fn a_file_that_is_not_a_component_is_refused() {
     std::fs::write(&path, b"\0asm junk").unwrap();
     assert!(matches!(engine().load_aggregate(&path), Err(PluginError::Invalid { .. })));
     assert!(matches!(engine().load_aggregate(dir.path().join("missing.wasm")), Err(PluginError::Read { .. })));
+}
+
+#[test]
+fn a_core_module_is_refused_with_the_command_that_componentizes_it() {
+    // The counter plugin as rustc emits it for wasm32-unknown-unknown, before componentizing.
+    let module = evfold_plugin_artifacts::module("counter");
+    let error = engine().load_aggregate(&module).err().expect("a core module must be refused");
+    assert!(matches!(error, PluginError::Invalid { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("core WebAssembly module, not a component"), "{message}");
+    assert!(message.contains("evfold plugin build") && message.contains("evfold plugin componentize"), "{message}");
+    assert!(!message.contains("component parser"), "wasmtime's parser message names no tool: {message}");
 }
 
 #[test]

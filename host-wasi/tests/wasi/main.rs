@@ -1,5 +1,5 @@
-//! WASI plugin tests against the real `wasi-probe` plugin (built for wasm32-wasip2 by
-//! scripts/build-plugins.sh): deny-by-default and deterministic capabilities, grants, guest
+//! WASI plugin tests against the real `wasi-probe` plugin (built for wasm32-wasip2 by cargo,
+//! evfold-plugin-artifacts): deny-by-default and deterministic capabilities, grants, guest
 //! stdout/stderr captured into `tracing` under the per-call cap, a stderr panic message in the
 //! typed trap, the shadow-stack overflow, and the epoch (wall-clock) backstop.
 
