@@ -48,7 +48,7 @@ pub mod types;
 pub use aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
 pub use codec::{
     decode_line, encode_append, encode_line_into, encode_record, line_continues, nul_runs_are_holes, scan_log,
-    LineError, LogEnd, Scan, ScanStart,
+    LineError, LogEnd, Scan, ScanStart, HOLE_ALIGN,
 };
 pub use domain::{
     from_payload, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision, DynAggregate, DynProcessManager,
