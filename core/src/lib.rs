@@ -50,7 +50,7 @@ pub mod types;
 pub use aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};
 pub use codec::{
     decode_line, encode_append, encode_line_into, encode_record, line_continues, nul_runs_are_holes, scan_log,
-    LineError, LogEnd, Scan, ScanStart,
+    LineError, LogEnd, Scan, ScanStart, HOLE_ALIGN,
 };
 pub use domain::{
     from_payload, into_payload, is_too_deep, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision,

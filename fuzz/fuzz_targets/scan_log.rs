@@ -17,12 +17,14 @@ fuzz_target!(|input: &[u8]| {
     };
     let scan = scan_log(bytes, start);
     let end = start.offset + bytes.len() as u64;
-    assert!(scan.valid_len >= start.offset && scan.valid_len <= end, "valid_len out of range");
+    // A restored newline counts: valid_len may be one past the end.
+    assert!(scan.valid_len >= start.offset && scan.valid_len <= end + 1, "valid_len out of range");
     for (i, r) in scan.records.iter().enumerate() {
         assert_eq!(r.seq, start.next_seq + i as u64, "records are not contiguous");
     }
     match &scan.end {
         LogEnd::Clean => assert_eq!(scan.valid_len, end),
+        LogEnd::MissingNewline { line_end } => assert_eq!(scan.valid_len, line_end + 1),
         LogEnd::Torn { valid_len, torn_len } => {
             assert_eq!(*valid_len, scan.valid_len);
             assert_eq!(valid_len + torn_len, end);
@@ -35,8 +37,12 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     // The valid prefix re-scans to the same records, and re-encoding them scans clean.
-    let prefix = &bytes[..(scan.valid_len - start.offset) as usize];
-    let again = scan_log(prefix, start);
+    let mut prefix = bytes[..((scan.valid_len - start.offset) as usize).min(bytes.len())].to_vec();
+    if let LogEnd::MissingNewline { line_end } = scan.end {
+        prefix.truncate((line_end - start.offset) as usize);
+        prefix.push(b'\n');
+    }
+    let again = scan_log(&prefix, start);
     assert_eq!(again.records, scan.records);
     assert_eq!(again.end, LogEnd::Clean);
     let reencoded: Vec<u8> = scan.records.iter().flat_map(encode_record).collect();

@@ -193,6 +193,11 @@ impl SimStore {
                 self.torn_tails += 1;
                 self.disk.truncate(&path, valid_len as usize);
             }
+            LogEnd::MissingNewline { line_end } => {
+                self.torn_tails += 1;
+                self.disk.truncate(&path, line_end as usize);
+                self.disk.append(&path, b"\n");
+            }
             LogEnd::Corrupt { line, offset, error } => {
                 return Err(IoError::new(IoErrorKind::Corrupt, format!("{path}:{line} at byte {offset}: {error}")))
             }
