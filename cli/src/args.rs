@@ -2,21 +2,59 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Examples printed at the end of `evfold --help`.
+const EXAMPLES: &str = "\
+Examples:
+  evfold demo                                           bank scenario in ./evfold-demo
+  evfold -s evfold-demo events --pretty                 what the demo wrote
+  evfold exec bank-account acc-1 '{\"type\":\"Open\",\"data\":{\"owner\":\"Ada\"}}'
+  evfold exec bank-account acc-1 @deposit.json          the command from a file (- reads stdin)
+  evfold --wait exec --batch commands.jsonl             many commands, one open, group-committed
+  evfold export > all.jsonl && evfold -s copy import all.jsonl
+  evfold -s evfold-demo replay --candidate target/plugins/bank-account-fees.wasm
+
+Exit codes: 0 ok (also when stdout is closed early, as in `| head`), 1 error (rejected command,
+missing store, bad plugin), 2 usage, 3 corruption found, 4 store locked by another process,
+5 replay found divergences, 6 expected-version conflict.";
+
+/// Examples printed at the end of `evfold exec --help`.
+const EXEC_EXAMPLES: &str = "\
+Examples:
+  evfold exec bank-account acc-1 '{\"type\":\"Deposit\",\"data\":{\"amount\":100}}'
+  evfold exec bank-account acc-1 @big-command.json
+  echo '{\"type\":\"Increment\"}' | evfold exec counter c1 -
+  evfold exec --batch commands.jsonl        one line: {\"type\":\"counter\",\"id\":\"c1\",\"command\":{\"type\":\"Increment\"}}
+
+Native commands: bank-account: Open{owner}, Deposit{amount}, Withdraw{amount},
+TransferOut{to,amount}; counter: Increment, Decrement. A plugin's: `evfold plugin info F`.";
 
 /// evfold: a durable event-sourcing engine with sandboxed plugins.
-///
-/// Exit codes: 0 ok, 1 error, 2 usage, 3 corruption found, 4 store locked by another process,
-/// 5 replay found divergences.
 #[derive(Debug, Parser)]
-#[command(name = "evfold", version, about, long_about)]
+#[command(name = "evfold", version, about, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Store directory (default: ./evfold-data; `demo` defaults to ./evfold-demo).
+    /// Store directory (default: evfold-data; `demo` defaults to evfold-demo).
     #[arg(long, short = 's', global = true, env = "EVFOLD_STORE")]
     pub store: Option<PathBuf>,
-    /// Machine-readable JSON output on stdout.
+    /// Machine-readable JSON on stdout (errors as one JSON object on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Writers: wait up to SECS (default 60) for another writer's lock instead of exiting 4.
+    #[arg(long, global = true, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "60")]
+    pub wait: Option<f64>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace; RUST_LOG overrides).
+    #[arg(long, short = 'v', global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr: no progress bars, notes or warnings.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Compiled-plugin cache (default: $XDG_CACHE_HOME/evfold/plugins or ~/.cache/evfold/plugins).
+    #[arg(long, global = true, value_name = "DIR", env = "EVFOLD_PLUGIN_CACHE")]
+    pub plugin_cache: Option<PathBuf>,
+    /// Compile plugins on every run instead of caching them.
+    #[arg(long, global = true, conflicts_with = "plugin_cache")]
+    pub no_plugin_cache: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -27,7 +65,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a bank scenario on an embedded store and print what happened.
     Demo(DemoArgs),
-    /// Execute one JSON command against an aggregate instance.
+    /// Execute a JSON command against an aggregate instance (or a JSONL batch of them).
+    #[command(after_help = EXEC_EXAMPLES)]
     Exec(ExecArgs),
     /// Print the current state of an aggregate instance.
     State(StreamArgs),
@@ -35,9 +74,18 @@ pub enum Command {
     Events(EventsArgs),
     /// List streams.
     Streams(StreamsArgs),
+    /// Counts: events, streams and bytes per aggregate type, events per event type, positions.
+    Stats,
+    /// Write every event as JSONL (the `events --json` shape) to stdout.
+    Export(ExportArgs),
+    /// Append the events of an `export` (ids kept; events already stored are skipped).
+    Import(ImportArgs),
     /// Show or rebuild a projection.
     #[command(subcommand)]
     Projection(ProjectionCommand),
+    /// Run process managers, or show their position, pending events and dead letters.
+    #[command(subcommand)]
+    Pm(PmCommand),
     /// Check the CRC and structure of every log; exit 3 if anything is corrupt.
     Verify,
     /// Cut a stream's log at its first bad line (the cut bytes are backed up next to it).
@@ -47,12 +95,19 @@ pub enum Command {
     /// Create, build and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Directory holding the example plugins (default: target/plugins next to the workspace).
+    /// Directory holding bank-account.wasm and balances.wasm (default: the first of
+    /// ./target/plugins, then plugins/ or target/plugins in up to 3 parents of the binary's
+    /// directory; if none has them, the native examples run, with a note).
     #[arg(long, env = "EVFOLD_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
     /// Use the native example code even if the plugins are there.
@@ -84,12 +139,24 @@ pub struct StreamArgs {
 /// `exec` arguments.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// The stream.
-    #[command(flatten)]
-    pub stream: StreamArgs,
-    /// The command as JSON: `{"type":"Deposit","data":{"amount":100}}`.
-    pub command: String,
-    /// Refuse unless the stream is at this version (optimistic concurrency).
+    /// Aggregate type, e.g. `bank-account`.
+    #[arg(required_unless_present = "batch")]
+    pub aggregate_type: Option<String>,
+    /// Instance id, e.g. `acc-1`.
+    #[arg(required_unless_present = "batch")]
+    pub id: Option<String>,
+    /// The command as JSON (`{"type":"Deposit","data":{"amount":100}}`), `@FILE` to read it
+    /// from a file, or `-` for stdin.
+    #[arg(required_unless_present = "batch")]
+    pub command: Option<String>,
+    /// Run every command of a JSONL file (`-`: stdin) in one open; see `exec --help`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["aggregate_type", "expected_version"])]
+    pub batch: Option<String>,
+    /// Aggregate plugin (.wasm), repeatable with --batch; without it, the type must be a native
+    /// example (`bank-account`, `counter`).
+    #[arg(long)]
+    pub plugin: Vec<PathBuf>,
+    /// Refuse unless the stream is at this version (optimistic concurrency; exit 6 if not).
     #[arg(long)]
     pub expected_version: Option<u64>,
     /// Recorded as the event's actor.
@@ -108,7 +175,8 @@ pub struct EventsArgs {
     pub aggregate_type: Option<String>,
     /// Instance id.
     pub id: Option<String>,
-    /// Store-wide: start at this position; one stream: start after this version.
+    /// Store-wide: start at this position (inclusive); one stream: start after this version
+    /// (exclusive), so `--from 3` prints versions 4 and later.
     #[arg(long, default_value_t = 0)]
     pub from: u64,
     /// Human-readable lines instead of JSONL.
@@ -117,8 +185,8 @@ pub struct EventsArgs {
     /// Keep printing new events as they become durable (Ctrl-C to stop).
     #[arg(long)]
     pub follow: bool,
-    /// With --follow: stop after this many events in total (for scripts and tests).
-    #[arg(long, hide = true)]
+    /// Stop after this many events in total.
+    #[arg(long, short = 'n')]
     pub limit: Option<usize>,
 }
 
@@ -130,12 +198,31 @@ pub struct StreamsArgs {
     pub aggregate_type: Option<String>,
 }
 
+/// `export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Start at this store-wide position (inclusive).
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+}
+
+/// `import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The JSONL file written by `export` (or `events --json`); `-` reads stdin.
+    pub file: String,
+    /// Aggregate plugin (.wasm) for types that are not native examples; repeatable.
+    #[arg(long)]
+    pub plugin: Vec<PathBuf>,
+}
+
 /// `projection` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ProjectionCommand {
-    /// The read model, caught up with every durable event.
+    /// The read model, caught up with every durable event (read-only: the checkpoint is read,
+    /// never written).
     Show(ProjectionArgs),
-    /// Forget the checkpoint and fold every event again.
+    /// Forget the checkpoint and fold every event again (takes the store's lock).
     Rebuild(ProjectionArgs),
 }
 
@@ -147,6 +234,18 @@ pub struct ProjectionArgs {
     /// Projection plugin (.wasm).
     #[arg(long)]
     pub plugin: Option<PathBuf>,
+}
+
+/// `pm` subcommands (process managers; the CLI knows the native `transfers`).
+#[derive(Debug, Subcommand)]
+pub enum PmCommand {
+    /// Let the process managers catch up and dispatch their commands (takes the lock).
+    Run,
+    /// Checkpoint position, events not yet handled, and dead letters (read-only).
+    Show {
+        /// Process-manager name (default: every one the store has).
+        name: Option<String>,
+    },
 }
 
 /// `repair` arguments.

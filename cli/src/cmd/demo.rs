@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::args::DemoArgs;
 use crate::cmd::exec::pretty;
 use crate::domain;
-use crate::output::Out;
+use crate::output::{self, Out};
 use crate::store::{self, Code};
 
 /// Default demo directory.
@@ -42,18 +42,18 @@ fn scenario() -> Vec<(&'static str, &'static str, Value)> {
 pub async fn run(store_dir: Option<PathBuf>, args: DemoArgs, out: &Out) -> Result<ExitCode> {
     let dir = store_dir.unwrap_or_else(|| PathBuf::from(DEMO_DIR));
     prepare_dir(&dir)?;
-    let (code, source) = code(&args)?;
+    let (_, source) = code(&args)?;
     if !out.json {
-        println!("evfold demo: store {} — domain code: {source}\n", dir.display());
+        output::line(&format!("evfold demo: store {} — domain code: {source}\n", dir.display()));
     }
-    let store = store::open_writer(&dir, code, true).await?;
+    let store = store::open_writer_with(&dir, true, || code(&args).map(|(code, _)| code)).await?;
     let steps = run_scenario(&store, out).await;
     let transfers = store.run_process_managers().await.context("running the transfers process manager");
     if let (Ok(report), false) = (&transfers, out.json) {
-        println!(
+        output::line(&format!(
             "\nprocess manager `transfers`: {} deposit(s) dispatched for TransferredOut events, {} dead-lettered",
             report.dispatched, report.dead_lettered
-        );
+        ));
     }
     let projection = store.projection_json("balances").await.context("reading the balances projection");
     store.close().await;
@@ -62,9 +62,11 @@ pub async fn run(store_dir: Option<PathBuf>, args: DemoArgs, out: &Out) -> Resul
         || {
             format!(
                 "\nprojection `balances` (store-wide order, caught up with every durable event):\n{}\n\n\
-                 next: evfold --store {d} events --pretty\n      evfold --store {d} streams\n      evfold --store {d} verify",
+                 next: evfold --store {d} events --pretty\n      evfold --store {d} streams\n      evfold --store {d} verify\n      \
+                 evfold --store {d} replay --candidate {p}/bank-account-fees.wasm",
                 pretty(&projection),
-                d = dir.display()
+                d = dir.display(),
+                p = plugin_dir(args.plugin_dir.as_deref()).unwrap_or_else(|| PathBuf::from("target/plugins")).display()
             )
         },
         || json!({ "store": dir, "code": source, "steps": steps, "dispatched": transfers.dispatched, "projection": projection }),
@@ -101,6 +103,9 @@ fn code(args: &DemoArgs) -> Result<(Code, String)> {
         return Ok((native(), note.into()));
     };
     let (bank, balances) = (plugins.join("bank-account.wasm"), plugins.join("balances.wasm"));
+    if let Some(missing) = [&bank, &balances].into_iter().find(|p| !p.is_file()) {
+        bail!("{} not found (--plugin-dir / EVFOLD_PLUGIN_DIR); build the plugins with scripts/build-plugins.sh, or pass --native", missing.display());
+    }
     let code = Code {
         factories: vec![domain::plugin_aggregate(&bank)?],
         projections: vec![domain::plugin_projection(&balances)?],
@@ -116,15 +121,16 @@ fn code(args: &DemoArgs) -> Result<(Code, String)> {
 
 /// The `transfers` process manager: every TransferredOut becomes a Deposit on the target account.
 fn transfers() -> Box<dyn evfold_core::DynProcessManager> {
-    Box::new(evfold_core::TypedProcessManager::<evfold_core::examples::Transfers>::default())
+    domain::native_manager("transfers").expect("native example")
 }
 
-/// The first directory holding both example plugins: the given one, `target/plugins` under the
-/// current directory, or `../plugins` next to this binary (`target/<profile>/evfold`).
+/// The given directory (checked by the caller), else the first holding both example plugins:
+/// `target/plugins` under the current directory, then `plugins` or `target/plugins` in up to 3
+/// parents of this binary's directory (`target/<profile>/evfold` finds `target/plugins`).
 fn plugin_dir(given: Option<&Path>) -> Option<PathBuf> {
     let has_both = |d: &Path| d.join("bank-account.wasm").is_file() && d.join("balances.wasm").is_file();
     if let Some(dir) = given {
-        return has_both(dir).then(|| dir.to_path_buf());
+        return Some(dir.to_path_buf());
     }
     let mut candidates = vec![PathBuf::from("target/plugins")];
     if let Ok(exe) = std::env::current_exe() {
@@ -154,7 +160,7 @@ async fn run_scenario(store: &AggregateStore, out: &Out) -> Result<Vec<Value>> {
             Err(e) => bail!("demo command {command} on {account} failed: {e}"),
         };
         if !out.json {
-            println!("{}", describe(&step));
+            output::line(&describe(&step));
         }
         steps.push(step);
     }

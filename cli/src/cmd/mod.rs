@@ -1,9 +1,13 @@
 //! One module per command group.
 
+pub mod batch;
 pub mod demo;
 pub mod events;
 pub mod exec;
 pub mod plugin;
+pub mod pm;
 pub mod projection;
 pub mod replay;
+pub mod stats;
+pub mod transfer;
 pub mod verify;

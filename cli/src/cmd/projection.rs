@@ -1,11 +1,12 @@
-//! `projection show` and `projection rebuild`.
+//! `projection show` (read-only: starts from the saved checkpoint, folds the events after it,
+//! and never writes the checkpoint or takes the lock) and `projection rebuild` (a writing open).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use evfold_core::DynProjection;
-use evfold_native::StoreError;
+use anyhow::{anyhow, Context, Result};
+use evfold_core::{Checkpoint, DynProjection};
+use evfold_native::{AggregateStore, CHECKPOINT_FILE};
 use serde_json::{json, Value};
 
 use crate::args::{ProjectionArgs, ProjectionCommand};
@@ -14,7 +15,7 @@ use crate::output::Out;
 use crate::store::{self, Code};
 use crate::{domain, exit};
 
-/// Events per read while folding read-only.
+/// Events per read while folding.
 const PAGE: usize = 4096;
 
 /// `evfold projection show|rebuild NAME [--plugin FILE]`.
@@ -26,9 +27,10 @@ pub async fn run(dir: &Path, command: ProjectionCommand, out: &Out) -> Result<Ex
     let projection = domain::projection(args.name.as_deref(), args.plugin.as_deref())?;
     let name = projection.name().to_owned();
     let (state, how) = if rebuild {
-        (rebuild_projection(dir, projection).await?, "rebuilt")
+        drop(projection);
+        (rebuild_projection(dir, &args, out).await?, "rebuilt".to_owned())
     } else {
-        show(dir, projection, args, out).await?
+        show(dir, projection, out).await?
     };
     out.emit(
         || format!("projection {name} ({how})\n{}", pretty(&state)),
@@ -37,48 +39,58 @@ pub async fn run(dir: &Path, command: ProjectionCommand, out: &Out) -> Result<Ex
     Ok(ExitCode::from(exit::OK))
 }
 
-async fn rebuild_projection(dir: &Path, projection: Box<dyn DynProjection>) -> Result<Value> {
-    let name = projection.name().to_owned();
-    let store = store::open_writer(dir, Code { projections: vec![projection], ..Code::default() }, false).await?;
+async fn rebuild_projection(dir: &Path, args: &ProjectionArgs, out: &Out) -> Result<Value> {
+    let make = || {
+        let projection = domain::projection(args.name.as_deref(), args.plugin.as_deref())?;
+        Ok(Code { projections: vec![projection], ..Code::default() })
+    };
+    let name = domain::projection(args.name.as_deref(), args.plugin.as_deref())?.name().to_owned();
+    let store = store::open_writer_with(dir, false, make).await?;
+    let spinner = out.spinner(&format!("rebuilding {name}"));
     let state = store.rebuild_projection_json(&name).await.context("rebuilding the projection");
+    spinner.finish_and_clear();
     store.close().await;
-    state
+    state.map_err(|e| store::explain_failure(dir, e))
 }
 
-/// Catches up from the checkpoint in a writing open; if another process holds the store, folds
-/// every event read-only instead (no checkpoint is written).
-async fn show(
-    dir: &Path,
-    projection: Box<dyn DynProjection>,
-    args: ProjectionArgs,
-    out: &Out,
-) -> Result<(Value, &'static str)> {
-    let name = projection.name().to_owned();
-    match store::open_writer(dir, Code { projections: vec![projection], ..Code::default() }, false).await {
-        Ok(store) => {
-            let state = store.projection_json(&name).await.context("catching up the projection");
-            store.close().await;
-            Ok((state?, "caught up from its checkpoint"))
+/// The saved checkpoint's position and state, if there is a usable one.
+fn saved(store: &AggregateStore, name: &str) -> Option<(u64, Value)> {
+    let path = store.layout().projection_dir(name).join(CHECKPOINT_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice::<Checkpoint>(&bytes) {
+        Ok(checkpoint) => Some((checkpoint.position.0.as_u64().unwrap_or(0), checkpoint.state)),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "checkpoint unusable; folding every event");
+            None
         }
-        Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::LockHeld { .. })) => {
-            let projection = domain::projection(args.name.as_deref(), args.plugin.as_deref())?;
-            Ok((fold_read_only(dir, projection, out).await?, "folded read-only: the store is locked by a writer"))
-        }
-        Err(e) => Err(e),
     }
 }
 
-async fn fold_read_only(dir: &Path, mut projection: Box<dyn DynProjection>, out: &Out) -> Result<Value> {
+/// Read-only: restores the checkpoint (if any) and folds every durable event after it.
+async fn show(dir: &Path, mut projection: Box<dyn DynProjection>, out: &Out) -> Result<(Value, String)> {
     let store = store::open_reader(dir, Vec::new()).await?;
-    let bar = out.bar(store.durable_position(), "folding");
+    let name = projection.name().to_owned();
+    let fault = |f: evfold_core::Fault| anyhow!("projection {name} failed: {f}");
     let mut from = 1;
+    let mut how = "folded every event read-only; no checkpoint".to_owned();
+    if let Some((position, state)) = saved(&store, &name) {
+        if projection.restore(&state).is_ok() {
+            from = position + 1;
+            how = format!("checkpoint at position {position}, then the events after it, read-only");
+        } else {
+            projection.reset().map_err(fault)?;
+        }
+    }
+    let bar = out.bar(store.durable_position(), "folding");
+    bar.set_position(from - 1);
     loop {
-        let page = store.read_all_page(from, PAGE).await?;
+        let page = store.read_all_page(from, PAGE).await.context("reading events")?;
         let Some(last) = page.last() else { break };
         from = last.record.pos + 1;
-        projection.apply(&page).map_err(|f| anyhow::anyhow!("projection failed: {f}"))?;
+        projection.apply(&page).map_err(fault)?;
         bar.set_position(from - 1);
     }
     bar.finish_and_clear();
-    projection.snapshot().map_err(|f| anyhow::anyhow!("projection failed: {f}"))
+    let state = projection.snapshot().map_err(fault)?;
+    Ok((state, how))
 }

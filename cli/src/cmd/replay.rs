@@ -16,7 +16,7 @@ use crate::{domain, exit, store};
 pub async fn run(dir: &Path, args: ReplayArgs, out: &Out) -> Result<ExitCode> {
     let candidate = domain::plugin_aggregate(&args.candidate)?;
     let aggregate_type = candidate.aggregate_type().to_owned();
-    let baseline = domain::aggregate(&aggregate_type, args.baseline.as_deref())?;
+    let baseline = domain::aggregate(&aggregate_type, args.baseline.as_deref(), "--baseline")?;
     let store = store::open_reader(dir, Vec::new()).await?;
     let mut streams = store.list_streams(Some(&aggregate_type)).await.context("listing streams")?;
     if let Some(id) = &args.id {

@@ -13,7 +13,11 @@ use serde_json::Value;
 
 fn evfold(store: &Path) -> Command {
     let mut cmd = Command::cargo_bin("evfold").expect("the evfold binary is built");
-    cmd.arg("--store").arg(store).env_remove("EVFOLD_STORE").env_remove("EVFOLD_PLUGIN_DIR");
+    cmd.arg("--store")
+        .arg(store)
+        .env_remove("EVFOLD_STORE")
+        .env_remove("EVFOLD_PLUGIN_DIR")
+        .env_remove("EVFOLD_PLUGIN_CACHE");
     cmd
 }
 
@@ -95,8 +99,8 @@ fn a_rejected_command_exits_1_and_writes_nothing() {
     evfold(dir.path())
         .args(["exec", "bank-account", "alice", "--expected-version", "2", r#"{"type":"Deposit","data":{"amount":1}}"#])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("expected version"));
+        .code(6)
+        .stderr(predicate::str::contains("is at version 3"));
 }
 
 #[test]
@@ -366,3 +370,10 @@ fn replay_reports_where_a_new_version_diverges_with_exit_code_5() {
         .success()
         .stdout(predicate::str::contains("0 divergence"));
 }
+
+mod bulk;
+mod exits;
+mod extras;
+mod pipes;
+mod pms;
+mod readme;
