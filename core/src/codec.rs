@@ -321,7 +321,7 @@ pub fn scan_log(bytes: &[u8], start: ScanStart) -> Scan {
             let after = &rest[len..];
             let error = if r.seq != next_seq {
                 Some(LineError::BadSeq { expected: next_seq, found: r.seq })
-            } else if !after.is_empty() && !(after[0] == 0 && holes.all_holes(after, at + len, false)) {
+            } else if !(after.is_empty() || after[0] == 0 && holes.all_holes(after, at + len, false)) {
                 Some(LineError::BadNewline { found: after[0] })
             } else {
                 None

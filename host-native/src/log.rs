@@ -45,8 +45,11 @@ pub fn load_prefix(path: &Path, torn: TornTail) -> Result<Option<(LoadedLog, Opt
     Ok(load_valid(path, torn)?.map(|(_, loaded, corrupt)| (loaded, corrupt)))
 }
 
+/// A log's bytes, what loaded from them, and the corruption that stopped the load, if any.
+type ValidPrefix = (Vec<u8>, LoadedLog, Option<Corruption>);
+
 /// [`load_prefix`], also returning the valid bytes (as they are after recovery).
-fn load_valid(path: &Path, torn: TornTail) -> Result<Option<(Vec<u8>, LoadedLog, Option<Corruption>)>, StoreError> {
+fn load_valid(path: &Path, torn: TornTail) -> Result<Option<ValidPrefix>, StoreError> {
     let Some(bytes) = fsio::read_optional(path)? else { return Ok(None) };
     let scan = scan_log(&bytes, ScanStart::default());
     let mut corrupt = None;

@@ -50,8 +50,8 @@ fn scan<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<(Vec<T>, End),
             let end = at + stream.byte_offset();
             let after = &bytes[end..];
             // A complete value: only its newline may be missing (or lie in a hole to the end).
-            if !after.is_empty()
-                && !(after[0] == 0 && evfold_core::nul_runs_are_holes(after, end as u64, bytes.len() as u64))
+            if !(after.is_empty()
+                || after[0] == 0 && evfold_core::nul_runs_are_holes(after, end as u64, bytes.len() as u64))
             {
                 return Err(corrupt(line, at, format!("byte {:#04x} where the line's newline belongs", after[0])));
             }

@@ -179,9 +179,7 @@ proptest! {
             let scan = scan_log(&bytes[..cut], ScanStart::default());
             let (expected, valid_len) = if cut >= bytes.len() - 1 {
                 (records.len(), bytes.len())
-            } else if cut == first_len - 1 {
-                (first.len(), first_len)
-            } else if cut >= first_len {
+            } else if cut >= first_len - 1 {
                 (first.len(), first_len)
             } else {
                 (0, 0)

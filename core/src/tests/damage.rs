@@ -129,7 +129,7 @@ fn final_line_linked(s: &Shape, hole_from: usize, hole_to: usize) -> bool {
     let (prev_start, final_start) = (s.line_starts[n - 3], s.line_starts[n - 2]);
     let untouched = hole_to <= prev_start || hole_from >= final_start;
     let visible_tail = final_start - 1 - hole_to.max(prev_start);
-    untouched || (hole_to <= final_start - 1 && visible_tail >= 30)
+    untouched || (hole_to < final_start && visible_tail >= 30)
 }
 
 #[test]
