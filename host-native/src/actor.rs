@@ -31,14 +31,15 @@ pub(crate) type CommandReply = Reply<Result<(Committed, Vec<evfold_core::EventRe
 /// Where a state query's answer goes.
 pub(crate) type StateReply = Reply<Result<(u64, Value), Refusal>>;
 
-/// Why an actor did not do what a command or query asked: the machine's error, or the stream's
-/// log is corrupt (the same typed error for every call on the stream, whichever call it is).
+/// Why an actor did not do what a command or query asked: the machine's error, or a store-level
+/// reason the stream cannot be served (its log is corrupt, its failed sync could not be cut
+/// back, the store closed): the same typed error for every call on the stream.
 #[derive(Debug)]
 pub(crate) enum Refusal {
     /// The aggregate machine's answer.
     Command(CommandError),
-    /// Loading the log found it corrupt.
-    Corrupt(Corruption),
+    /// The stream cannot be served.
+    Store(StoreError),
 }
 
 impl Refusal {
@@ -46,7 +47,7 @@ impl Refusal {
     pub(crate) fn into_execute<E: std::error::Error + Send + Sync + 'static>(self) -> ExecuteError<E> {
         match self {
             Refusal::Command(e) => ExecuteError::from_command(e),
-            Refusal::Corrupt(c) => ExecuteError::Store(c.into()),
+            Refusal::Store(e) => ExecuteError::Store(e),
         }
     }
 
@@ -54,7 +55,7 @@ impl Refusal {
     pub(crate) fn into_execute_untyped<E: std::error::Error + 'static>(self) -> ExecuteError<E> {
         match self {
             Refusal::Command(e) => ExecuteError::from_untyped(e),
-            Refusal::Corrupt(c) => ExecuteError::Store(c.into()),
+            Refusal::Store(e) => ExecuteError::Store(e),
         }
     }
 
@@ -62,7 +63,7 @@ impl Refusal {
     pub(crate) fn into_store(self) -> StoreError {
         match self {
             Refusal::Command(e) => StoreError::Command(e),
-            Refusal::Corrupt(c) => c.into(),
+            Refusal::Store(e) => e,
         }
     }
 }
@@ -231,17 +232,21 @@ impl Actor {
     }
 
     /// Commands queued behind a poisoning failure are refused with "poisoned; reopen it": say
-    /// what the failure was (it names the file and the OS error). A corrupt log is the typed
-    /// corruption error instead, for every call.
+    /// what the failure was (it names the file and the OS error). A corrupt log, or a failed
+    /// sync that could not be cut back, is the stream's typed error instead, for every call.
     fn explain(&self, error: CommandError) -> Refusal {
-        match (error, &self.poison_reason) {
-            (CommandError::Unavailable(_), _) if self.corrupt.is_some() => {
-                Refusal::Corrupt(self.corrupt.clone().expect("checked"))
-            }
-            (CommandError::Unavailable(message), Some(reason)) if !message.contains(reason.as_str()) => {
+        let CommandError::Unavailable(message) = error else { return Refusal::Command(error) };
+        if let Some(corrupt) = &self.corrupt {
+            return Refusal::Store(corrupt.clone().into());
+        }
+        if let Some(refused) = self.inner.sync_failure(&self.stream) {
+            return Refusal::Store(refused);
+        }
+        match &self.poison_reason {
+            Some(reason) if !message.contains(reason.as_str()) => {
                 Refusal::Command(CommandError::Unavailable(format!("{message}: {reason}")))
             }
-            (error, _) => Refusal::Command(error),
+            _ => Refusal::Command(CommandError::Unavailable(message)),
         }
     }
 
@@ -334,8 +339,8 @@ impl Actor {
         let injects = std::mem::take(&mut self.injects);
         let injects = injects.into_iter().map(|(event, reply)| ActorMsg::Inject { event, reply });
         for message in injects.chain(leftovers) {
-            if let Err(message) = self.inner.route(&self.stream, message) {
-                fail_message(message, "store closed");
+            if let Err((message, error)) = self.inner.route(&self.stream, message) {
+                fail_message(message, error);
             }
         }
     }
@@ -656,19 +661,17 @@ fn storage_failure(message: String) -> IoResult {
     IoResult::Failed(IoError::new(IoErrorKind::Storage, message))
 }
 
-/// Answers a message that can no longer be delivered.
-pub(crate) fn fail_message(message: ActorMsg, reason: &str) {
-    let reason = reason.to_owned();
-    let error = Refusal::Command(CommandError::Unavailable(reason.clone()));
+/// Answers a message that can no longer be delivered with why (the stream's typed refusal).
+pub(crate) fn fail_message(message: ActorMsg, error: StoreError) {
     match message {
         ActorMsg::Command { reply, .. } => {
-            let _ = reply.send(Err(error));
+            let _ = reply.send(Err(Refusal::Store(error)));
         }
         ActorMsg::Query { reply } => {
-            let _ = reply.send(Err(Refusal::Command(CommandError::Unavailable(reason))));
+            let _ = reply.send(Err(Refusal::Store(error)));
         }
         ActorMsg::Inject { reply, .. } => {
-            let _ = reply.send(Err(StoreError::Closed));
+            let _ = reply.send(Err(error));
         }
     }
 }

@@ -131,11 +131,17 @@ impl Inner {
     /// Refuses a stream that must not get an actor: one whose log's failed fdatasync could not
     /// be cut back (until reopen), or one whose directory, log or snapshot is a symbolic link.
     fn check_available(&self, stream: &StreamId) -> Result<(), StoreError> {
-        if let Some((path, durable_len, reason)) = self.sync_failed.lock().expect("sync_failed lock").get(stream) {
-            let (path, durable_len, reason) = (path.clone(), *durable_len, reason.clone());
-            return Err(StoreError::SyncFailed { path, durable_len, reason });
+        if let Some(refused) = self.sync_failure(stream) {
+            return Err(refused);
         }
         layout::check_contained(&self.layout, stream)
+    }
+
+    /// The typed refusal of a stream whose failed fdatasync could not be cut back, if it is one.
+    pub(crate) fn sync_failure(&self, stream: &StreamId) -> Option<StoreError> {
+        let failed = self.sync_failed.lock().expect("sync_failed lock");
+        let (path, durable_len, reason) = failed.get(stream)?;
+        Some(StoreError::SyncFailed { path: path.clone(), durable_len: *durable_len, reason: reason.clone() })
     }
 
     /// An actor's domain code panicked: drop its registry entry and hand what it left queued
@@ -150,17 +156,24 @@ impl Inner {
             mailbox.close_and_take()
         };
         for leftover in leftovers {
-            if let Err(leftover) = self.route(stream, leftover) {
-                fail_message(leftover, &format!("aggregate {stream} panicked: {message}"));
+            if let Err((leftover, error)) = self.route(stream, leftover) {
+                fail_message(leftover, error);
             }
         }
     }
 
     /// Delivers a message to the stream's actor, respawning it if the one found just retired.
     #[allow(clippy::result_large_err)] // the message comes back to be answered, not propagated
-    pub(crate) fn route(self: &Arc<Self>, stream: &StreamId, mut message: ActorMsg) -> Result<(), ActorMsg> {
+    pub(crate) fn route(
+        self: &Arc<Self>,
+        stream: &StreamId,
+        mut message: ActorMsg,
+    ) -> Result<(), (ActorMsg, StoreError)> {
         loop {
-            let Ok(mailbox) = self.mailbox_for(stream) else { return Err(message) };
+            let mailbox = match self.mailbox_for(stream) {
+                Ok(mailbox) => mailbox,
+                Err(error) => return Err((message, error)),
+            };
             match mailbox.send(message) {
                 Ok(()) => return Ok(()),
                 Err(back) => message = back,
@@ -175,10 +188,8 @@ impl Inner {
         build: impl FnOnce(oneshot::Sender<T>) -> ActorMsg,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.mailbox_for(stream)?;
-        if let Err(message) = self.route(stream, build(tx)) {
-            fail_message(message, "store closed");
-        }
+        // On failure the message (and its reply sender) is ours to drop: the error is the answer.
+        self.route(stream, build(tx)).map_err(|(_, error)| error)?;
         rx.await.map_err(|_| stopped())
     }
 
@@ -189,10 +200,7 @@ impl Inner {
         build: impl FnOnce(oneshot::Sender<T>) -> ActorMsg,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.mailbox_for(stream)?;
-        if let Err(message) = self.route(stream, build(tx)) {
-            fail_message(message, "store closed");
-        }
+        self.route(stream, build(tx)).map_err(|(_, error)| error)?;
         rx.blocking_recv().map_err(|_| stopped())
     }
 
@@ -955,13 +963,8 @@ impl Target {
                 Ok(()) => return Ok(()),
                 Err(back) => message = back,
             }
-            let fresh = match self.store.inner.mailbox_for(&self.stream) {
-                Ok(fresh) => fresh,
-                Err(e) => {
-                    fail_message(message, "store closed");
-                    return Err(e);
-                }
-            };
+            // On failure the message's reply is the caller's own, answered by this error.
+            let fresh = self.store.inner.mailbox_for(&self.stream)?;
             *self.mailbox.lock().expect("handle lock") = fresh;
         }
     }

@@ -88,7 +88,8 @@ fn repair_names_the_projections_that_rebuild_and_they_see_new_events() {
     for _ in 0..5 {
         exec(dir.path(), "acc-1", r#"{"type":"Deposit","data":{"amount":10}}"#).success();
     }
-    evfold(dir.path()).args(["projection", "show", "balances"]).assert().success();
+    // A writing open saves the projection's checkpoint (`projection show` is read-only).
+    evfold(dir.path()).args(["projection", "rebuild", "balances"]).assert().success();
     let path = dir.path().join("streams/bank-account/acc-1/events.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(

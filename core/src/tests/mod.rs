@@ -3,6 +3,7 @@
 
 mod codec;
 mod damage;
+mod depth;
 mod machines;
 mod names;
 mod payloads;

@@ -36,6 +36,10 @@ pub enum ComponentizeError {
         "imports {0:?}; a plugin may only import {ALLOWED_IMPORT_PREFIX}* (build for wasm32-unknown-unknown, not WASI)"
     )]
     ForbiddenImports(Vec<String>),
+    /// The component exports no evfold plugin interface (no aggregate, no projection): the
+    /// module was not built with the evfold plugin SDK.
+    #[error("exports no {ALLOWED_IMPORT_PREFIX}* interface; build the plugin with the evfold plugin SDK (evfold plugin new)")]
+    NotAPlugin,
 }
 
 /// What a `.wasm` file holds, read from its 8-byte header.
@@ -91,7 +95,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
-/// Fails unless every import of the component's world is in the evfold plugin ABI.
+/// Fails unless every import of the component's world is in the evfold plugin ABI and it
+/// exports at least one of the ABI's interfaces.
 fn check_imports(component: &[u8]) -> Result<(), ComponentizeError> {
     let decoded = wit_component::decode(component).map_err(|e| ComponentizeError::Encode(format!("decode: {e:#}")))?;
     let DecodedWasm::Component(resolve, world) = decoded else {
@@ -103,11 +108,14 @@ fn check_imports(component: &[u8]) -> Result<(), ComponentizeError> {
         .map(|key| resolve.name_world_key(key))
         .filter(|name| !name.starts_with(ALLOWED_IMPORT_PREFIX))
         .collect();
-    if foreign.is_empty() {
-        Ok(())
-    } else {
-        Err(ComponentizeError::ForbiddenImports(foreign))
+    if !foreign.is_empty() {
+        return Err(ComponentizeError::ForbiddenImports(foreign));
     }
+    let exports = resolve.worlds[world].exports.keys();
+    if !exports.map(|key| resolve.name_world_key(key)).any(|name| name.starts_with(ALLOWED_IMPORT_PREFIX)) {
+        return Err(ComponentizeError::NotAPlugin);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -130,8 +138,9 @@ mod tests {
 
     #[test]
     fn a_module_without_the_plugin_world_is_refused() {
-        // The smallest valid module: header only. It has no component-type section.
+        // The smallest valid module: header only. It has no component-type section, so it
+        // encodes to a component that exports nothing.
         let error = componentize(b"\0asm\x01\0\0\0").unwrap_err();
-        assert!(matches!(error, ComponentizeError::Encode(_)), "{error}");
+        assert!(matches!(error, ComponentizeError::NotAPlugin | ComponentizeError::Encode(_)), "{error}");
     }
 }
