@@ -44,6 +44,18 @@ pub enum StoreError {
     /// An event with one of these ids is already stored; nothing was written.
     #[error("duplicate event id: {0}")]
     DuplicateEventId(String),
+    /// An appended event's data exceeds the store's limit
+    /// ([`evfold_core::AggregateConfig::max_event_bytes`]); nothing was written. The same limit
+    /// and message as [`CommandError::EventTooLarge`] for events decided by a command.
+    #[error("event {event_type} is {bytes} bytes, over the {limit}-byte limit")]
+    EventTooLarge {
+        /// Offending event type.
+        event_type: String,
+        /// Its serialized data size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A storage request failed (connection lost, query failed, bad stored data).
     #[error("storage: {0}")]
     Io(#[from] evfold_core::IoError),

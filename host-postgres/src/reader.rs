@@ -6,8 +6,8 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use evfold_core::{
-    CommandEnvelope, CommandError, ExpectedVersion, Fault, IdSeed, Io, IoError, IoErrorKind, IoResult, Notification,
-    Output, ProcessManagerMachine, ProjectionMachine, ReaderInput, Timestamp,
+    is_too_deep, CommandEnvelope, CommandError, ExpectedVersion, Fault, IdSeed, Io, IoError, IoErrorKind, IoResult,
+    Notification, Output, ProcessManagerMachine, ProjectionMachine, ReaderInput, Timestamp,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -243,7 +243,9 @@ async fn fulfil(shared: std::sync::Arc<Shared>, store: Weak<Inner>, request: Io)
 
 /// Delivers one process-manager command. Its event ids derive from the dispatch id, so a
 /// re-delivery (after a crash or a leader change, before the checkpoint moved) finds its first
-/// event already stored and is acknowledged without running the command again.
+/// event already stored and is acknowledged without running the command again. A command (or
+/// metadata) nested too deep is refused for good, as a rejection (dead-lettered, not retried),
+/// as the native driver does; it is taken apart without recursion.
 async fn dispatch(shared: &Shared, store: Weak<Inner>, dispatch_id: &str, command: CommandEnvelope) -> IoResult {
     let Some(store) = store.upgrade() else {
         return IoResult::Failed(IoError::new(IoErrorKind::Unavailable, "store is shut down"));
@@ -254,9 +256,13 @@ async fn dispatch(shared: &Shared, store: Weak<Inner>, dispatch_id: &str, comman
         Ok(false) => {}
         Err(e) => return IoResult::Failed(IoError::new(IoErrorKind::Unavailable, e.to_string())),
     }
-    match Inner::execute_envelope(&store, &command, ExpectedVersion::Any, Some(seed)).await {
+    let CommandEnvelope { target, command, context } = command;
+    match Inner::execute_command(&store, &target, command, context, ExpectedVersion::Any, Some(seed)).await {
         Ok(_) => IoResult::Done,
         Err(CommandError::Rejected(r)) => IoResult::Failed(IoError::new(IoErrorKind::Rejected, r.message)),
+        Err(CommandError::Fault(f)) if is_too_deep(&f) => {
+            IoResult::Failed(IoError::new(IoErrorKind::Rejected, f.to_string()))
+        }
         Err(e) => IoResult::Failed(IoError::new(IoErrorKind::Unavailable, e.to_string())),
     }
 }

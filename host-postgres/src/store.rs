@@ -1,5 +1,11 @@
 //! The public store: `PgStore` (a cheap, cloneable handle) and its builder. It routes commands to
 //! per-stream actors, answers direct reads with SQL, and talks to the reader tasks.
+//!
+//! Every command, its metadata and every appended event is measured against
+//! [`evfold_core::depth::MAX_JSON_DEPTH`] (iteratively) before anything recursive touches it:
+//! cloning, serializing and dropping a deep `serde_json::Value` recurse once per level and would
+//! overflow the caller's stack. What the caller handed over and was refused is taken apart
+//! without recursion ([`evfold_core::depth::admit`]); see [`evfold_core::depth`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -7,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use evfold_core::codec::json_len;
 use evfold_core::{
-    to_payload, Aggregate, AggregateConfig, AggregateFactory, CommandContext, CommandEnvelope, CommandError, Committed,
-    DeadLetter, DynProcessManager, DynProjection, EventRecord, ExpectedVersion, Fault, IdSeed, NewEvent, Position,
-    ProcessManager, ProcessManagerMachine, Projection, ProjectionMachine, ReaderConfig, StoredEvent, StreamId,
-    TypedAggregateFactory, TypedProcessManager, TypedProjection,
+    depth, into_payload, Aggregate, AggregateConfig, AggregateFactory, CommandContext, CommandEnvelope, CommandError,
+    Committed, DeadLetter, DynProcessManager, DynProjection, EventRecord, ExpectedVersion, Fault, IdSeed, NewEvent,
+    Payload, Position, ProcessManager, ProcessManagerMachine, Projection, ProjectionMachine, ReaderConfig, StoredEvent,
+    StreamId, TypedAggregateFactory, TypedProcessManager, TypedProjection,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -225,12 +232,25 @@ impl PgStore {
         context: CommandContext,
         expected: ExpectedVersion,
     ) -> Result<Committed, CommandError> {
+        // Serialized depth-bounded: a command too deep is refused (and leaked, since dropping it
+        // would recurse) on the caller's thread before it could overflow that thread's stack.
+        // Everything the caller handed over is admitted before anything else can fail and drop it.
+        let command = match into_payload(command) {
+            Ok(command) => command,
+            Err(fault) => {
+                depth::dismantle_metadata(context);
+                return Err(CommandError::Fault(fault));
+            }
+        };
+        let (command, context) = depth::admit(command, context).map_err(|e| CommandError::Fault(Fault::new(e)))?;
         let target = StreamId::new(A::AGGREGATE_TYPE, instance_id).map_err(|e| CommandError::Fault(Fault::new(e)))?;
-        let command = to_payload(&command).map_err(CommandError::Fault)?;
-        self.execute_json(&CommandEnvelope { target, command, context }, expected).await
+        Inner::send_command(&self.inner, &target, command, context, expected, None).await
     }
 
-    /// Executes a JSON-level command (any registered aggregate type, plugins included).
+    /// Executes a JSON-level command (any registered aggregate type, plugins included). A
+    /// command or metadata nested deeper than [`evfold_core::depth::MAX_JSON_DEPTH`] is refused
+    /// with a [`CommandError::Fault`] that [`evfold_core::is_too_deep`] recognises. The envelope
+    /// stays the caller's: one that deep must be dropped with [`evfold_core::depth::dismantle`].
     pub async fn execute_json(
         &self,
         envelope: &CommandEnvelope,
@@ -285,12 +305,24 @@ impl PgStore {
 
     /// Appends pre-decided events directly (relays, imports), bypassing aggregates, atomically
     /// and only if the stream is at `expected`. An event id already stored refuses the batch.
+    /// So does an event whose data or metadata nests deeper than
+    /// [`evfold_core::depth::MAX_JSON_DEPTH`] ([`StoreError::Fault`], recognised by
+    /// [`evfold_core::is_too_deep`]) and one whose data is larger than the aggregates' limit
+    /// ([`AggregateConfig::max_event_bytes`]: [`StoreError::EventTooLarge`]).
     pub async fn append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<EventRecord>, StoreError> {
+        // Depth first (a refused batch is taken apart here): sizing serializes, which recurses.
+        let events = depth::admit_events(events).map_err(|e| StoreError::Fault(Fault::new(e)))?;
+        let limit = self.inner.aggregate_config.max_event_bytes;
+        if let Some((event, bytes)) =
+            events.iter().map(|e| (e, json_len(&e.payload.data))).find(|(_, bytes)| *bytes > limit)
+        {
+            return Err(StoreError::EventTooLarge { event_type: event.payload.type_name.clone(), bytes, limit });
+        }
         let version = match expected {
             ExpectedVersion::Any => None,
             ExpectedVersion::NoStream => Some(0),
@@ -383,17 +415,45 @@ impl PgStore {
 }
 
 impl Inner {
-    /// Routes one command to its stream's actor and waits for the reply.
+    /// Routes a command the caller lends to its stream's actor and waits for the reply. Too
+    /// deep a command or metadata is refused before it is cloned (cloning recurses).
     pub async fn execute_envelope(
         inner: &Arc<Inner>,
         envelope: &CommandEnvelope,
         expected: ExpectedVersion,
         ids: Option<IdSeed>,
     ) -> Result<Committed, CommandError> {
-        let (reply, rx) = oneshot::channel();
+        depth::check(&envelope.command, &envelope.context).map_err(|e| CommandError::Fault(Fault::new(e)))?;
         let (command, context) = (envelope.command.clone(), envelope.context.clone());
+        Self::send_command(inner, &envelope.target, command, context, expected, ids).await
+    }
+
+    /// Routes a command the caller hands over to its stream's actor and waits for the reply.
+    /// Too deep a command or metadata is refused and taken apart here, without recursion.
+    pub async fn execute_command(
+        inner: &Arc<Inner>,
+        target: &StreamId,
+        command: Payload,
+        context: CommandContext,
+        expected: ExpectedVersion,
+        ids: Option<IdSeed>,
+    ) -> Result<Committed, CommandError> {
+        let (command, context) = depth::admit(command, context).map_err(|e| CommandError::Fault(Fault::new(e)))?;
+        Self::send_command(inner, target, command, context, expected, ids).await
+    }
+
+    /// Sends an admitted command (its depth checked) and waits for the reply.
+    async fn send_command(
+        inner: &Arc<Inner>,
+        target: &StreamId,
+        command: Payload,
+        context: CommandContext,
+        expected: ExpectedVersion,
+        ids: Option<IdSeed>,
+    ) -> Result<Committed, CommandError> {
+        let (reply, rx) = oneshot::channel();
         let msg = AggMsg::Command { command, context, expected, ids, reply };
-        inner.send(&envelope.target, msg)?;
+        inner.send(target, msg)?;
         rx.await.unwrap_or_else(|_| Err(CommandError::Unavailable("aggregate actor stopped".into())))
     }
 

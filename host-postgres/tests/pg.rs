@@ -31,6 +31,16 @@ const TESTS: &[(&str, TestFn)] = &[
     ("process_manager_runs_on_one_instance", scenarios::process_manager_runs_on_one_instance),
     ("redelivered_commands_are_not_applied_twice", scenarios::redelivered_commands_are_not_applied_twice),
     ("idle_actors_are_evicted_without_losing_commands", scenarios::idle_actors_are_evicted_without_losing_commands),
+    ("execute_json_refuses_deep_commands", scenarios::execute_json_refuses_deep_commands),
+    (
+        "typed_execute_refuses_deep_commands_in_tokio_spawn",
+        scenarios::typed_execute_refuses_deep_commands_in_tokio_spawn,
+    ),
+    ("append_refuses_oversized_and_deep_events", scenarios::append_refuses_oversized_and_deep_events),
+    (
+        "process_manager_dead_letters_a_deep_command_at_once",
+        scenarios::process_manager_dead_letters_a_deep_command_at_once,
+    ),
 ];
 
 fn main() {

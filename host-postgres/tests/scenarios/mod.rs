@@ -1,5 +1,9 @@
 //! The scenarios the harness in `pg.rs` runs, each on its own fresh database.
 
+mod depth;
+
+pub use depth::*;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
