@@ -184,7 +184,10 @@ fn decode_framed_line(line: &[u8]) -> Result<(EventRecord, bool), LineError> {
     let mut json = Vec::with_capacity(body.len() + 1);
     json.extend_from_slice(body);
     json.push(b'}');
-    let record = serde_json::from_slice(&json).map_err(|e| LineError::BadJson(e.to_string()))?;
+    let mut record: EventRecord = serde_json::from_slice(&json).map_err(|e| LineError::BadJson(e.to_string()))?;
+    if record.id.is_missing() {
+        record.id = crate::types::EventId::for_position(record.pos);
+    }
     Ok((record, more))
 }
 

@@ -3,9 +3,11 @@
 //! adapters from the first to the second.
 //!
 //! Commands and events cross the JSON boundary as [`Payload`]s. A typed enum maps to a payload
-//! by serde's adjacent tagging, the convention of the peer crate:
+//! best by serde's adjacent tagging, the convention of the peer crate:
 //! `#[serde(tag = "type", content = "data")]` turns `Deposited { amount: 5 }` into
 //! `{"type":"Deposited","data":{"amount":5}}`, and a unit variant into `{"type":"Opened"}`.
+//! Every other serde shape works too (serde's default enums, internally tagged enums, structs,
+//! `String`, `()`), named by the rule in [`crate::shape`].
 
 use std::any::Any;
 use std::fmt;
@@ -18,11 +20,13 @@ use serde_json::Value;
 
 use crate::codec::MAX_JSON_DEPTH;
 use crate::depth::{exceeds, to_value_within, Unserializable, MAX_STATE_DEPTH};
+use crate::shape;
 use crate::types::{CommandContext, Payload, StoredEvent, StreamId};
 
 /// A domain model: decides commands into events and folds events into state.
 ///
-/// `Command` and `Event` must be adjacently tagged serde enums (see the module doc).
+/// `Command` and `Event` are best adjacently tagged serde enums (see the module doc); any serde
+/// shape works, named by the rule in [`crate::shape`].
 pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Stream type name, a path-safe name such as `bank-account`.
     const AGGREGATE_TYPE: &'static str;
@@ -43,14 +47,31 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
 pub trait Projection: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Unique name; also the checkpoint directory name.
     const NAME: &'static str;
-    /// Folds one event (of any aggregate type: ignore what you do not need).
+    /// The aggregate types whose events this projection folds, as eventfold-es's
+    /// `subscriptions()`; empty (the default) means every stream. Events of other types never
+    /// reach [`Projection::apply`]; the checkpoint still moves past them.
+    fn subscriptions(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Folds one event (of a subscribed aggregate type; of any type without subscriptions).
     fn apply(&mut self, event: &StoredEvent);
+}
+
+/// Whether `subscriptions` (a projection's or process manager's) include `event`'s stream.
+fn subscribed(subscriptions: &[&str], event: &StoredEvent) -> bool {
+    subscriptions.is_empty() || subscriptions.contains(&event.stream.aggregate_type())
 }
 
 /// A workflow that reacts to events with commands for other aggregates.
 pub trait ProcessManager: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Unique name; also the checkpoint directory name.
     const NAME: &'static str;
+    /// The aggregate types whose events this process manager reacts to (eventfold-es's
+    /// `subscriptions()`); empty (the default) means every stream. Events of other types never
+    /// reach [`ProcessManager::react`].
+    fn subscriptions(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Folds one event and returns the commands it causes (possibly none).
     fn react(&mut self, event: &StoredEvent) -> Vec<CommandEnvelope>;
 }
@@ -221,9 +242,6 @@ pub enum PayloadError {
         #[source]
         source: serde_json::Error,
     },
-    /// The value did not serialize as `{"type": "...", "data": ...}`.
-    #[error("{0} does not serialize as an adjacently tagged enum; add #[serde(tag = \"type\", content = \"data\")]")]
-    NotTagged(&'static str),
     /// The value nests deeper than a log line, snapshot or checkpoint can hold (and than is safe
     /// to recurse into): refused before anything recursive touched it. See [`crate::depth`].
     #[error("{what} nests deeper than {limit} levels")]
@@ -235,7 +253,8 @@ pub enum PayloadError {
     },
 }
 
-/// Converts a typed command or event into a payload (adjacently tagged serde enum). Its data may
+/// Converts a typed command or event into a payload: an adjacently tagged enum as its variant and
+/// data; any other serde shape by the rule of [`crate::shape`]. Its data may
 /// nest at most [`crate::codec::MAX_JSON_DEPTH`] levels: serialization stops there with
 /// [`PayloadError::TooDeep`], so a deep value cannot overflow the stack.
 pub fn to_payload<T: Serialize>(value: &T) -> Result<Payload, Fault> {
@@ -262,16 +281,7 @@ fn payload_of<T: Serialize>(value: &T) -> Result<Payload, PayloadError> {
     let name = std::any::type_name::<T>();
     // The tagged form `{"type":..,"data":..}` is one level above the data.
     let json = to_value_within(value, MAX_JSON_DEPTH + 1).map_err(|e| unserializable(name, e, MAX_JSON_DEPTH))?;
-    let Value::Object(mut map) = json else {
-        return Err(PayloadError::NotTagged(name));
-    };
-    let Some(Value::String(type_name)) = map.remove("type") else {
-        return Err(PayloadError::NotTagged(name));
-    };
-    let data = map.remove("data").unwrap_or(Value::Null);
-    if !map.is_empty() {
-        return Err(PayloadError::NotTagged(name));
-    }
+    let (type_name, data) = shape::split(json, shape::shape_of(value), shape::plain_type_name::<T>());
     Ok(Payload { type_name, data })
 }
 
@@ -285,8 +295,11 @@ fn unserializable(type_name: &str, error: Unserializable, limit: usize) -> Paylo
 /// Converts a payload back into a typed command or event. Reads the payload in place (the data
 /// tree is not cloned, and the tag comes first, so serde never buffers the data).
 pub fn from_payload<T: DeserializeOwned>(payload: &Payload) -> Result<T, Fault> {
-    T::deserialize(TaggedPayload(payload))
-        .map_err(|source| Fault::new(PayloadError::Serde { type_name: payload.type_name.clone(), source }))
+    let read = match shape::reading_of::<T>() {
+        shape::Reading::Adjacent => T::deserialize(TaggedPayload(payload)),
+        other => shape::read_other(other, &payload.type_name, &payload.data),
+    };
+    read.map_err(|source| Fault::new(PayloadError::Serde { type_name: payload.type_name.clone(), source }))
 }
 
 /// A borrowed payload seen by serde as the map `{"type": .., "data": ..}` (`data` left out when
@@ -443,7 +456,8 @@ impl<P: Projection> DynProjection for TypedProjection<P> {
         P::NAME
     }
     fn apply(&mut self, events: &[StoredEvent]) -> Result<(), Fault> {
-        events.iter().for_each(|e| self.state.apply(e));
+        let subscriptions = self.state.subscriptions();
+        events.iter().filter(|e| subscribed(subscriptions, e)).for_each(|e| self.state.apply(e));
         Ok(())
     }
     fn snapshot(&mut self) -> Result<Value, Fault> {
@@ -471,6 +485,9 @@ impl<M: ProcessManager> DynProcessManager for TypedProcessManager<M> {
         M::NAME
     }
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<CommandEnvelope>, Fault> {
+        if !subscribed(self.state.subscriptions(), event) {
+            return Ok(Vec::new());
+        }
         Ok(self.state.react(event))
     }
     fn snapshot(&mut self) -> Result<Value, Fault> {

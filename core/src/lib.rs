@@ -27,6 +27,7 @@
 //! ## Layers
 //! - [`types`]: stream ids, event records, metadata, positions.
 //! - [`domain`]: the typed traits users implement and the JSON-level traits plugins implement.
+//! - [`shape`]: how a typed command or event of any serde shape becomes a payload and back.
 //! - [`codec`]: the JSONL line format with CRC-32C and the log scanner.
 //! - [`depth`]: JSON nesting limits checked without recursion, so no input overflows a stack.
 //! - [`aggregate_machine`], [`reader`]: the machines.
@@ -45,6 +46,7 @@ pub mod journal;
 pub mod memory;
 pub mod reader;
 pub mod replay;
+pub mod shape;
 pub mod types;
 
 pub use aggregate_machine::{AggregateConfig, AggregateInput, AggregateMachine};

@@ -151,9 +151,26 @@ impl<'de> Deserialize<'de> for StreamId {
 }
 
 /// A globally unique event id (dedup key for relays). Hosts supply the entropy; see [`IdSeed`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// `Default` is the empty id, what a stored line without an `id` key deserializes to before the
+/// codec derives one ([`EventId::for_position`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(pub String);
+
+impl EventId {
+    /// The id of a stored event whose line has none (written by another tool; eventfold-es
+    /// lines may lack one): derived from its store position, so every read, on every run, gives
+    /// the same id, and no two events of one store share it. A UUID of version 8 (custom):
+    /// `00000000-PPPP-8000-8000-PPPPPPPPPPPP`, the 64-bit position in hex across the `P`s.
+    pub fn for_position(pos: u64) -> EventId {
+        EventId(format!("00000000-{:04x}-8000-8000-{:012x}", pos >> 48, pos & 0xffff_ffff_ffff))
+    }
+
+    /// Whether this is the empty id (a line without one, before the codec derives it).
+    pub fn is_missing(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -178,7 +195,12 @@ impl IdSeed {
 }
 
 /// Who and why: copied from the command onto every event it produces (`meta` in the log).
+///
+/// It also reads eventfold-es's `CommandContext` JSON: that context's `metadata` (any JSON) is
+/// kept, its object entries merged into [`Metadata::extra`] (a value that is not an object is
+/// kept whole under the key `metadata`), the same rule as [`Metadata::with_metadata`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "MetadataFields")]
 pub struct Metadata {
     /// Identity of the user or system that issued the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,9 +211,40 @@ pub struct Metadata {
     /// Id of the event or command that caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
+    /// The device of the client that issued the command (eventfold-es's `source_device`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_device: Option<String>,
     /// Free-form application metadata (sorted, so logs are deterministic).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// What [`Metadata`] deserializes from: its own fields, plus eventfold-es's `metadata`.
+#[derive(Deserialize)]
+struct MetadataFields {
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+    #[serde(default)]
+    causation_id: Option<String>,
+    #[serde(default)]
+    source_device: Option<String>,
+    #[serde(default)]
+    extra: BTreeMap<String, Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+impl From<MetadataFields> for Metadata {
+    fn from(fields: MetadataFields) -> Self {
+        let MetadataFields { actor, correlation_id, causation_id, source_device, extra, metadata } = fields;
+        let meta = Metadata { actor, correlation_id, causation_id, source_device, extra };
+        match metadata {
+            None | Some(Value::Null) => meta,
+            Some(value) => meta.with_metadata(value),
+        }
+    }
 }
 
 /// The context a command carries; the same fields become the events' metadata.
@@ -216,6 +269,24 @@ impl Metadata {
     /// Adds one free-form entry.
     pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
         self.extra.insert(key.into(), value);
+        self
+    }
+    /// Sets the device of the client that issued the command.
+    pub fn with_source_device(mut self, device: impl Into<String>) -> Self {
+        self.source_device = Some(device.into());
+        self
+    }
+    /// Adds arbitrary JSON metadata, as eventfold-es's `with_metadata` does: an object's
+    /// entries are merged into [`Metadata::extra`] (later keys win); any other value is kept
+    /// whole under the key `metadata`. `null` adds nothing.
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        match metadata {
+            Value::Null => {}
+            Value::Object(entries) => self.extra.extend(entries),
+            other => {
+                self.extra.insert("metadata".to_owned(), other);
+            }
+        }
         self
     }
 }
@@ -294,7 +365,8 @@ pub struct EventRecord {
     pub seq: u64,
     /// Store-wide position (strictly increasing across all streams of one store).
     pub pos: u64,
-    /// Globally unique id.
+    /// Globally unique id. A line without one reads with [`EventId::for_position`].
+    #[serde(default)]
     pub id: EventId,
     /// Event type name.
     #[serde(rename = "type")]

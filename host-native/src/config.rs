@@ -108,6 +108,9 @@ pub struct StoreConfig {
     /// How long a reader waits after a commit wakes it before catching up, so one catch-up
     /// (and one checkpoint write) covers many commits. State queries never wait for it.
     pub reader_wake_delay: Duration,
+    /// Process managers dispatch only when asked ([`crate::AggregateStore::run_process_managers`],
+    /// or a state query), as eventfold-es did; by default they follow every commit.
+    pub process_managers_on_demand: bool,
 }
 
 impl Default for StoreConfig {
@@ -123,6 +126,7 @@ impl Default for StoreConfig {
             max_event_bytes: 1 << 20,
             max_command_bytes: 1 << 20,
             reader_wake_delay: Duration::from_millis(10),
+            process_managers_on_demand: false,
         }
     }
 }
@@ -153,6 +157,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_command_bytes", &self.max_command_bytes)
             .field("reader_wake_delay", &self.reader_wake_delay)
+            .field("process_managers_on_demand", &self.process_managers_on_demand)
             .finish_non_exhaustive()
     }
 }

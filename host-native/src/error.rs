@@ -54,9 +54,10 @@ pub enum StoreError {
     },
     /// An operating-system IO error on a path. The OS error is part of the message (and not
     /// also a `source()`, so error chains say it once).
-    #[error("io error on {path}: {error}")]
+    #[error("io error{}: {error}", on_path(.path))]
     Io {
-        /// The file or directory.
+        /// The file or directory (empty for an error converted with `?` from a bare
+        /// `std::io::Error`, which names no path).
         path: PathBuf,
         /// The OS error.
         error: std::io::Error,
@@ -127,6 +128,56 @@ pub enum StoreError {
     /// An injected event does not decode as one of the aggregate's events.
     #[error("injected event refused: {0}")]
     InvalidEvent(String),
+    /// The stream has no log: nothing was ever written to it and it was not created with
+    /// [`crate::AggregateStore::ensure_stream`].
+    #[error("stream {aggregate_type}/{instance_id} does not exist")]
+    StreamNotFound {
+        /// Aggregate type.
+        aggregate_type: String,
+        /// Instance id.
+        instance_id: String,
+    },
+}
+
+/// ` on PATH`, or nothing for an error that names no path.
+fn on_path(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", path.display())
+    }
+}
+
+/// `?` on a bare `std::io::Error` in code that returns [`StoreError`] (as eventfold-es code
+/// returning `io::Result` does): an [`StoreError::Io`] that names no path.
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        StoreError::Io { path: PathBuf::new(), error }
+    }
+}
+
+/// For code that returns `std::io::Result` (every eventfold-es call did): the error keeps its
+/// message, and its kind says what happened where one fits (`NotFound`, `InvalidData` for
+/// corruption, `WouldBlock` for a locked store, ...).
+impl From<StoreError> for std::io::Error {
+    fn from(error: StoreError) -> Self {
+        use std::io::ErrorKind;
+        let kind = match &error {
+            StoreError::Io { error, .. } => error.kind(),
+            StoreError::LockHeld { .. } => ErrorKind::WouldBlock,
+            StoreError::InvalidStreamId { .. } => ErrorKind::InvalidInput,
+            StoreError::Corrupt { .. } | StoreError::Decode { .. } => ErrorKind::InvalidData,
+            StoreError::Link { .. } => ErrorKind::PermissionDenied,
+            StoreError::UnknownAggregateType(_)
+            | StoreError::UnknownProjection(_)
+            | StoreError::UnknownProcessManager(_)
+            | StoreError::StreamNotFound { .. } => ErrorKind::NotFound,
+            StoreError::ReadOnly => ErrorKind::PermissionDenied,
+            StoreError::Closed | StoreError::Stopped(_) => ErrorKind::BrokenPipe,
+            _ => ErrorKind::Other,
+        };
+        std::io::Error::new(kind, error)
+    }
 }
 
 /// Where a file is corrupt: the fields of [`StoreError::Corrupt`], cloneable, so one stream's
@@ -173,11 +224,13 @@ impl StoreError {
 /// use [`JsonExecuteError`], where every domain refusal is a [`ExecuteError::Rejected`].
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<E: std::error::Error + 'static> {
-    /// The aggregate refused the command with its typed error. Nothing was written.
-    #[error("rejected: {0}")]
+    /// The aggregate refused the command with its typed error. Nothing was written. Displays
+    /// as the domain error's own text.
+    #[error("{0}")]
     Domain(E),
     /// The aggregate refused the command (plugins and JSON-level calls). Nothing was written.
-    #[error("rejected: {0}")]
+    /// Displays as the domain's message, as [`ExecuteError::Domain`] does.
+    #[error("{0}")]
     Rejected(Rejection),
     /// The stream was not at the expected version. Nothing was written.
     #[error("expected version {expected:?}, stream is at {actual}")]
@@ -226,6 +279,13 @@ pub enum ExecuteError<E: std::error::Error + 'static> {
     /// The store refused the call (invalid id, unknown type, closed, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// `?` on a bare `std::io::Error` in code that returns [`ExecuteError`].
+impl<E: std::error::Error + 'static> From<std::io::Error> for ExecuteError<E> {
+    fn from(error: std::io::Error) -> Self {
+        ExecuteError::Store(StoreError::from(error))
+    }
 }
 
 /// [`ExecuteError`] of JSON-level calls: domain refusals are [`ExecuteError::Rejected`].

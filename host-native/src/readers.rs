@@ -154,6 +154,12 @@ struct ReaderThread {
     closing: bool,
     /// Logs kept open between batches.
     files: HashMap<Arc<evfold_core::StreamId>, File>,
+    /// A process manager that dispatches only when asked
+    /// ([`crate::StoreConfig::process_managers_on_demand`]): commits do not wake it.
+    on_demand: bool,
+    /// Whether the machine has been started: an on-demand process manager does not even
+    /// catch up at open until the first request.
+    started: bool,
 }
 
 /// Starts a projection's thread.
@@ -207,6 +213,8 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         wake_at: None,
         closing: false,
         files: HashMap::new(),
+        on_demand: kind == ReaderKind::ProcessManager && inner.config.process_managers_on_demand,
+        started: !(kind == ReaderKind::ProcessManager && inner.config.process_managers_on_demand),
     };
     let failure = Arc::new(std::sync::Mutex::new(None));
     let (thread_failure, thread_mailbox, thread_name) = (failure.clone(), mailbox.clone(), name.clone());
@@ -274,8 +282,10 @@ impl ReaderThread {
         let span = tracing::debug_span!("reader", name = %self.name);
         let _enter = span.enter();
         loop {
-            self.drain();
-            self.answer_waiters();
+            if self.started {
+                self.drain();
+                self.answer_waiters();
+            }
             let machine_deadline = self.machine.poll_timeout().map(|at| self.instant_for(at));
             let deadline = match (machine_deadline, self.wake_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -284,13 +294,16 @@ impl ReaderThread {
             let now = self.inner.now();
             match self.mailbox.recv(deadline) {
                 Received::Message(message) => self.on_message(message),
+                Received::Woken if self.on_demand => {}
                 Received::Woken => {
                     let delay = self.inner.config.reader_wake_delay;
                     self.wake_at.get_or_insert_with(|| Instant::now() + delay);
                 }
                 Received::Timeout => self.on_deadline(now),
                 Received::Closed => {
-                    self.flush(now);
+                    if self.started {
+                        self.flush(now);
+                    }
                     break;
                 }
             }
@@ -324,6 +337,7 @@ impl ReaderThread {
     }
 
     fn on_message(&mut self, message: ReaderMsg) {
+        self.started = true;
         let now = self.inner.now();
         match message {
             ReaderMsg::State(reply) => {

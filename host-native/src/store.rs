@@ -392,6 +392,15 @@ impl AggregateStoreBuilder {
         self
     }
 
+    /// Process managers dispatch only on [`AggregateStore::run_process_managers`] (or a state
+    /// query), not after every commit: eventfold-es's behaviour, for programs that decide when
+    /// workflows run. Events appended meanwhile are dispatched at the next run; nothing is
+    /// skipped.
+    pub fn process_managers_on_demand(mut self) -> Self {
+        self.config.process_managers_on_demand = true;
+        self
+    }
+
     /// Most events one group commit appends (default 1,024).
     pub fn max_batch_events(mut self, n: usize) -> Self {
         self.config.max_batch_events = n.max(1);
@@ -832,6 +841,52 @@ impl AggregateStore {
         readers::ask_rebuild(reader).await
     }
 
+    /// The typed state of process manager `M`, caught up with every durable event (which
+    /// dispatches what it must first, as [`AggregateStore::run_process_managers`] does).
+    pub async fn process_manager<M: ProcessManager>(&self) -> Result<M, StoreError> {
+        let state = self.process_manager_json(M::NAME).await?;
+        serde_json::from_value(state).map_err(|e| StoreError::Decode { path: M::NAME.into(), reason: e.to_string() })
+    }
+
+    /// The JSON state of a process manager by name (see [`AggregateStore::process_manager`]).
+    pub async fn process_manager_json(&self, name: &str) -> Result<Value, StoreError> {
+        let reader = self.reader(name, ReaderKind::ProcessManager)?;
+        readers::ask_state(reader).await
+    }
+
+    /// Creates a stream with no events, so it is listed ([`AggregateStore::list_streams`]) and
+    /// [`AggregateStore::stream_exists`] says so before its first event (eventfold-es's
+    /// `ensure_stream`). Idempotent; the empty log is durable when this returns.
+    pub async fn ensure_stream(&self, aggregate_type: &str, id: &str) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let stream = layout::stream_id(aggregate_type, id)?;
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.check_available(&stream)?;
+            crate::fsio::open_append(&inner.layout.events_file(&stream)).map(drop)
+        })
+        .await
+    }
+
+    /// Whether the stream has a log: it has events, or was created by
+    /// [`AggregateStore::ensure_stream`]. Reading a stream that does not exist gives no
+    /// events (not an error, as on every evfold driver); this tells the two apart.
+    pub async fn stream_exists(&self, aggregate_type: &str, id: &str) -> Result<bool, StoreError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.check_available(&stream)?;
+            match crate::fsio::open_read(&inner.layout.events_file(&stream)) {
+                Ok(_) => Ok(true),
+                Err(e) if crate::fsio::is_not_found(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Lets every process manager catch up (dispatching what it must) and reports.
     pub async fn run_process_managers(&self) -> Result<ProcessManagerReport, StoreError> {
         let managers: Vec<&ReaderRef> = self
@@ -1056,6 +1111,16 @@ impl<A: Aggregate> AggregateHandle<A> {
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
         let result = rx.instrument(span).await.map_err(|_| stopped())?;
         result.map_err(Refusal::into_execute)
+    }
+
+    /// Whether commands sent through this handle can still be served: false once the store is
+    /// closed, or while the stream is refused (a failed fdatasync that could not be cut back).
+    /// An evfold handle outlives its actor: eventfold-es's `is_alive` turned false when the
+    /// actor retired after its idle timeout, here a command after that respawns the actor, so
+    /// idleness never makes a handle dead.
+    pub fn is_alive(&self) -> bool {
+        let inner = &self.target.store.inner;
+        !inner.is_closed() && inner.sync_failure(&self.target.stream).is_none()
     }
 
     /// The current state (after every earlier command of this process settled).

@@ -234,3 +234,34 @@ proptest! {
         prop_assert!(scan.records.len() <= line_of_flip);
     }
 }
+
+/// A line as another tool writes it: the record without its `id` key, CRC'd like any line.
+fn line_without_id(record: &EventRecord) -> Vec<u8> {
+    let mut value = serde_json::to_value(record).unwrap();
+    value.as_object_mut().unwrap().remove("id");
+    let mut body = serde_json::to_vec(&value).unwrap();
+    body.pop();
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&body);
+    body.extend_from_slice(format!(",\"crc\":\"{crc:08x}\"}}\n").as_bytes());
+    body
+}
+
+/// eventfold-es lines may lack an id: such a line reads, with an id derived from its position
+/// (the same on every read), instead of stopping the stream (or, as the last line, the store).
+#[test]
+fn eventfold_es_event_without_id_reads_with_a_derived_id() {
+    let first = record(1, 7, json!({"amount": 5}));
+    let second = record(2, 9, json!({"amount": 6}));
+    let mut log = encode_record(&first);
+    log.extend(line_without_id(&second));
+    let scan = scan_log(&log, ScanStart::default());
+    assert_eq!(scan.end, LogEnd::Clean);
+    assert_eq!(scan.records.len(), 2);
+    assert_eq!(scan.records[0].id, first.id);
+    assert_eq!(scan.records[1].id, EventId::for_position(9));
+    assert_eq!(scan.records[1].id.0, "00000000-0000-8000-8000-000000000009");
+    assert_eq!(scan.records[1].data, second.data);
+    let again = decode_line(line_without_id(&second).strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(again.id, scan.records[1].id);
+    assert_ne!(EventId::for_position(1 << 48).0, EventId::for_position(0).0);
+}

@@ -7,3 +7,5 @@ mod depth;
 mod machines;
 mod names;
 mod payloads;
+mod shapes;
+mod subscriptions;

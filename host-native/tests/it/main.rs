@@ -14,5 +14,6 @@ mod ids;
 mod lazy_open;
 mod lock;
 mod panics;
+mod parity;
 mod readers;
 mod recovery;
