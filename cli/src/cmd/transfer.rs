@@ -54,6 +54,11 @@ fn parse_line(line: usize, text: &str) -> Result<Imported> {
     let (aggregate_type, id) =
         stream.split_once('/').ok_or_else(|| bad(format!("stream {stream:?} is not TYPE/ID")))?;
     let record: EventRecord = serde_json::from_value(value).map_err(|e| bad(format!("not an event: {e}")))?;
+    if record.id.is_missing() {
+        // Every exported event has one (a stored line without one is read with a derived id);
+        // dedup is by id, so an event without one cannot be imported safely.
+        return Err(bad("has no \"id\" (every `export` line has one)".into()).into());
+    }
     let event = NewEvent {
         id: record.id,
         payload: Payload::new(record.event_type, record.data),

@@ -92,6 +92,20 @@ fn export_then_import_keeps_ids_and_a_second_import_skips_every_event() {
 }
 
 #[test]
+fn an_import_line_without_an_id_is_refused_not_deduped_as_empty() {
+    let cwd = fresh();
+    let target = cwd.path().join("target");
+    let line = |seq: u64| {
+        format!(r#"{{"stream":"counter/c","seq":{seq},"pos":{seq},"type":"Incremented","ts":1,"meta":{{}}}}"#)
+    };
+    std::fs::write(cwd.path().join("no-ids.jsonl"), format!("{}\n{}\n", line(1), line(2))).unwrap();
+    let out = evfold(&target).current_dir(cwd.path()).args(["import", "no-ids.jsonl"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 1") && stderr.contains("no \"id\""), "{stderr}");
+}
+
+#[test]
 fn forty_parallel_execs_with_wait_all_succeed() {
     let cwd = fresh();
     let store = cwd.path().join("store");
