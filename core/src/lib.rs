@@ -66,7 +66,7 @@ pub use io::{
 pub use reader::{ProcessManagerMachine, ProjectionMachine, ReaderConfig, ReaderInput};
 pub use types::{
     validate_name, CommandContext, EventId, EventRecord, ExpectedVersion, IdSeed, InvalidName, Metadata, NewEvent,
-    Payload, Position, StoredEvent, StreamId, Timestamp, MAX_NAME_BYTES,
+    Payload, Position, StoredEvent, StreamId, Timestamp, MAX_NAME_BYTES, TRACEPARENT,
 };
 
 #[cfg(test)]

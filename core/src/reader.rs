@@ -621,7 +621,12 @@ impl ProcessManagerMachine {
                 Ok(commands) => commands,
                 Err(fault) => return self.cursor.fail(fault.to_string()),
             };
-            for (index, command) in commands.into_iter().enumerate() {
+            for (index, mut command) in commands.into_iter().enumerate() {
+                // One trace spans the workflow: the command continues the event's trace unless
+                // the process manager chose one.
+                if let (None, Some(trace)) = (command.context.traceparent(), event.record.meta.traceparent()) {
+                    command.context = command.context.with_traceparent(trace);
+                }
                 let dispatch_id = format!("{}:{}:{index}", self.cursor.name, event.record.id);
                 let cause = event.record.id.0.clone();
                 self.outbox.push_back(Outgoing { dispatch_id, command, cause, attempts: 0, last_error: None });

@@ -219,6 +219,9 @@ pub struct Metadata {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// The [`Metadata::extra`] key of the W3C trace context (the `traceparent` header's name).
+pub const TRACEPARENT: &str = "traceparent";
+
 /// What [`Metadata`] deserializes from: its own fields, plus eventfold-es's `metadata`.
 #[derive(Deserialize)]
 struct MetadataFields {
@@ -270,6 +273,17 @@ impl Metadata {
     pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
         self.extra.insert(key.into(), value);
         self
+    }
+    /// Sets the W3C trace context (`traceparent`, e.g.
+    /// `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`), kept in [`Metadata::extra`]
+    /// under [`TRACEPARENT`]: every event of the command carries it, and a process manager's
+    /// commands inherit it from the event that caused them, so one trace spans the workflow.
+    pub fn with_traceparent(self, traceparent: impl Into<String>) -> Self {
+        self.with_extra(TRACEPARENT, Value::String(traceparent.into()))
+    }
+    /// The W3C trace context, if one was set (see [`Metadata::with_traceparent`]).
+    pub fn traceparent(&self) -> Option<&str> {
+        self.extra.get(TRACEPARENT).and_then(Value::as_str)
     }
     /// Sets the device of the client that issued the command.
     pub fn with_source_device(mut self, device: impl Into<String>) -> Self {

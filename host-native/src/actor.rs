@@ -272,6 +272,14 @@ impl Actor {
                     self.complete(io, request);
                 }
                 Output::Reply { id, result } => {
+                    let meters = &self.inner.meters;
+                    match &result {
+                        Ok(_) => meters.commands_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        Err(evfold_core::CommandError::Rejected(_)) => {
+                            meters.commands_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        Err(_) => 0,
+                    };
                     if let Some(reply) = self.replies.remove(&id) {
                         let result = result.map_err(|e| self.explain(e)).map(|committed| {
                             let records = committed.positions.iter().filter_map(|p| self.appended.remove(p)).collect();
@@ -484,7 +492,9 @@ impl Actor {
         let ids: Vec<EventId> = allocated.records.iter().map(|r| r.id.clone()).collect();
         self.unsynced.push(Unsynced { range: allocated.range, ids });
         let file = self.log.file.as_mut().expect("ensured above");
+        let started = std::time::Instant::now();
         let written = self.inner.faults.check_write().and_then(|()| file.write_all(&allocated.bytes));
+        self.inner.meters.append_latency.record(started.elapsed());
         if let Err(e) = written {
             self.recover_after_failure();
             return Err(StoreError::io(&self.log.path, e));
@@ -515,7 +525,10 @@ impl Actor {
         let Some(file) = self.log.file.as_ref() else {
             return storage_failure("sync without an open log".into());
         };
-        match self.inner.faults.check_sync().and_then(|()| file.sync_data()) {
+        let started = std::time::Instant::now();
+        let synced = self.inner.faults.check_sync().and_then(|()| file.sync_data());
+        self.inner.meters.fsync_latency.record(started.elapsed());
+        match synced {
             Ok(()) => {
                 self.inner.stats.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.log.durable_len = self.log.len;

@@ -87,6 +87,7 @@ mod layout;
 mod ledger;
 mod log;
 mod mailbox;
+mod metrics;
 mod readers;
 mod repair;
 mod settled;
@@ -103,6 +104,7 @@ pub use config::{
 };
 pub use error::{Corruption, ExecuteError, JsonExecuteError, StoreError};
 pub use layout::{StoreLayout, CHECKPOINT_FILE, DEAD_LETTERS_FILE, EVENTS_FILE, SNAPSHOT_FILE};
+pub use metrics::{Latency, ReaderLag, StoreMetrics};
 pub use readers::{ManagerReport, ProcessManagerReport, ReaderKind, RedeliveryReport};
 pub use repair::settle_positions;
 pub use settled::SETTLED_FILE;

@@ -86,6 +86,8 @@ pub(crate) struct ReaderRef {
     pub(crate) mailbox: Arc<Mailbox<ReaderMsg>>,
     /// Set when the reader's thread died (domain code panicked).
     failure: Arc<std::sync::Mutex<Option<String>>>,
+    /// Last store position the reader has read through (for [`crate::StoreMetrics`]).
+    pub(crate) position: Arc<std::sync::atomic::AtomicU64>,
 }
 
 enum Machine {
@@ -154,6 +156,8 @@ struct ReaderThread {
     closing: bool,
     /// Logs kept open between batches.
     files: HashMap<Arc<evfold_core::StreamId>, File>,
+    /// Shared with [`ReaderRef::position`].
+    position: Arc<std::sync::atomic::AtomicU64>,
     /// A process manager that dispatches only when asked
     /// ([`crate::StoreConfig::process_managers_on_demand`]): commits do not wake it.
     on_demand: bool,
@@ -197,6 +201,7 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         ReaderKind::ProcessManager => inner.layout.process_manager_dir(&name),
     };
     let mailbox: Arc<Mailbox<ReaderMsg>> = Arc::new(Mailbox::default());
+    let position = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let weak: Weak<dyn Wake> = Arc::downgrade(&mailbox) as Weak<dyn Wake>;
     inner.ledger.watch(weak);
     let thread = ReaderThread {
@@ -213,6 +218,7 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         wake_at: None,
         closing: false,
         files: HashMap::new(),
+        position: position.clone(),
         on_demand: kind == ReaderKind::ProcessManager && inner.config.process_managers_on_demand,
         started: !(kind == ReaderKind::ProcessManager && inner.config.process_managers_on_demand),
     };
@@ -233,7 +239,7 @@ fn spawn(inner: &Arc<Inner>, name: String, kind: ReaderKind, machine: Machine) -
         })
         .map_err(|e| StoreError::io(inner.layout.root(), e))?;
     inner.push_thread(handle);
-    Ok(ReaderRef { name, kind, mailbox, failure })
+    Ok(ReaderRef { name, kind, mailbox, failure, position })
 }
 
 /// Asks a reader for its state once caught up.
@@ -531,6 +537,8 @@ impl ReaderThread {
         let (layout, ledger) = (&self.inner.layout, &self.inner.ledger);
         match read_positions_with(layout, ledger, after, max_events, &mut self.files) {
             Ok((events, next)) => {
+                self.inner.meters.events_folded.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.position.store(next, std::sync::atomic::Ordering::Relaxed);
                 let next = if next == 0 { Position::start() } else { Position(Value::from(next)) };
                 IoResult::Batch { events, next }
             }

@@ -39,6 +39,7 @@ pub(crate) struct Inner {
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) faults: Arc<Faults>,
     pub(crate) stats: Stats,
+    pub(crate) meters: crate::metrics::Meters,
     factories: RwLock<BTreeMap<String, Arc<dyn AggregateFactory>>>,
     pub(crate) registry: Mutex<HashMap<StreamId, Arc<Mailbox<ActorMsg>>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -443,6 +444,7 @@ impl AggregateStoreBuilder {
             ledger: Arc::new(ledger),
             faults: self.faults,
             stats: Stats::default(),
+            meters: crate::metrics::Meters::default(),
             factories: RwLock::new(BTreeMap::new()),
             registry: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -671,12 +673,13 @@ impl AggregateStore {
         let stream = layout::stream_id(aggregate_type, id)?;
         // Refused (and taken apart) here if too deep: the actor never touches it.
         let (command, context) = depth::admit(command, context).map_err(|e| ExecuteError::Fault(Fault::new(e)))?;
-        let span = tracing::debug_span!("execute", %stream, command = %command.type_name);
+        let span = execute_span(&stream, &command, &context);
         let result = self
             .inner
             .ask(&stream, |reply| ActorMsg::Command { command, context, expected, ids: None, reply })
-            .instrument(span)
+            .instrument(span.clone())
             .await?;
+        record_version(&span, &result);
         result.map(|(committed, _)| committed).map_err(Refusal::into_execute_untyped)
     }
 
@@ -887,6 +890,44 @@ impl AggregateStore {
         .await
     }
 
+    /// A snapshot of the store's metrics: commands, appends and their write and fsync latency,
+    /// events read by projections and process managers, and how far each trails the log.
+    pub fn metrics(&self) -> crate::StoreMetrics {
+        use std::sync::atomic::Ordering::Relaxed;
+        let durable_position = self.durable_position();
+        let mut readers: Vec<crate::ReaderLag> = self
+            .inner
+            .readers
+            .get()
+            .map(|all| {
+                all.values()
+                    .map(|r| {
+                        let position = r.position.load(Relaxed);
+                        crate::ReaderLag {
+                            name: r.name.clone(),
+                            kind: r.kind,
+                            position,
+                            lag_events: durable_position.saturating_sub(position),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        readers.sort_by(|a, b| a.name.cmp(&b.name));
+        let (stats, meters) = (self.inner.stats.snapshot(), &self.inner.meters);
+        crate::StoreMetrics {
+            commands_accepted: meters.commands_accepted.load(Relaxed),
+            commands_rejected: meters.commands_rejected.load(Relaxed),
+            appends: stats.appends,
+            events_appended: stats.events,
+            append_latency: meters.append_latency.summary(),
+            fsync_latency: meters.fsync_latency.summary(),
+            events_folded: meters.events_folded.load(Relaxed),
+            durable_position,
+            readers,
+        }
+    }
+
     /// Lets every process manager catch up (dispatching what it must) and reports.
     pub async fn run_process_managers(&self) -> Result<ProcessManagerReport, StoreError> {
         let managers: Vec<&ReaderRef> = self
@@ -953,6 +994,24 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// The span of one command: its stream, command type and W3C trace context, and (recorded when
+/// it commits) the stream version it reached.
+fn execute_span(stream: &StreamId, command: &Payload, context: &CommandContext) -> tracing::Span {
+    tracing::debug_span!(
+        "execute",
+        %stream,
+        command = %command.type_name,
+        traceparent = context.traceparent().unwrap_or(""),
+        version = tracing::field::Empty,
+    )
+}
+
+fn record_version<T, E>(span: &tracing::Span, result: &Result<(Committed, T), E>) {
+    if let Ok((committed, _)) = result {
+        span.record("version", committed.version);
+    }
 }
 
 fn stopped() -> StoreError {
@@ -1106,10 +1165,11 @@ impl<A: Aggregate> AggregateHandle<A> {
         // would recurse) on the caller's thread before it could overflow that thread's stack.
         let payload = evfold_core::into_payload(command).map_err(ExecuteError::Fault)?;
         let (payload, context) = depth::admit(payload, context).map_err(|e| ExecuteError::Fault(Fault::new(e)))?;
-        let span = tracing::debug_span!("execute", stream = %self.target.stream, command = %payload.type_name);
+        let span = execute_span(&self.target.stream, &payload, &context);
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
-        let result = rx.instrument(span).await.map_err(|_| stopped())?;
+        let result = rx.instrument(span.clone()).await.map_err(|_| stopped())?;
+        record_version(&span, &result);
         result.map_err(Refusal::into_execute)
     }
 

@@ -13,6 +13,7 @@ mod holes;
 mod ids;
 mod lazy_open;
 mod lock;
+mod observability;
 mod panics;
 mod parity;
 mod readers;
