@@ -88,6 +88,8 @@ mod ledger;
 mod log;
 mod mailbox;
 mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod readers;
 mod repair;
 mod settled;

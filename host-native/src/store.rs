@@ -892,40 +892,15 @@ impl AggregateStore {
 
     /// A snapshot of the store's metrics: commands, appends and their write and fsync latency,
     /// events read by projections and process managers, and how far each trails the log.
+    /// With the cargo feature `otel`, [`crate::otel::register_metrics`] exports them.
     pub fn metrics(&self) -> crate::StoreMetrics {
-        use std::sync::atomic::Ordering::Relaxed;
-        let durable_position = self.durable_position();
-        let mut readers: Vec<crate::ReaderLag> = self
-            .inner
-            .readers
-            .get()
-            .map(|all| {
-                all.values()
-                    .map(|r| {
-                        let position = r.position.load(Relaxed);
-                        crate::ReaderLag {
-                            name: r.name.clone(),
-                            kind: r.kind,
-                            position,
-                            lag_events: durable_position.saturating_sub(position),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        readers.sort_by(|a, b| a.name.cmp(&b.name));
-        let (stats, meters) = (self.inner.stats.snapshot(), &self.inner.meters);
-        crate::StoreMetrics {
-            commands_accepted: meters.commands_accepted.load(Relaxed),
-            commands_rejected: meters.commands_rejected.load(Relaxed),
-            appends: stats.appends,
-            events_appended: stats.events,
-            append_latency: meters.append_latency.summary(),
-            fsync_latency: meters.fsync_latency.summary(),
-            events_folded: meters.events_folded.load(Relaxed),
-            durable_position,
-            readers,
-        }
+        metrics_of(&self.inner)
+    }
+
+    /// The store's state, held weakly (for metric callbacks that must not keep it open).
+    #[cfg(feature = "otel")]
+    pub(crate) fn weak_inner(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
     }
 
     /// Lets every process manager catch up (dispatching what it must) and reports.
@@ -994,6 +969,41 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// [`AggregateStore::metrics`] of a store's state.
+pub(crate) fn metrics_of(inner: &Inner) -> crate::StoreMetrics {
+    use std::sync::atomic::Ordering::Relaxed;
+    let durable_position = inner.ledger.watermark().unwrap_or(0);
+    let readers: Vec<crate::ReaderLag> = inner
+        .readers
+        .get()
+        .map(|all| {
+            all.values()
+                .map(|r| {
+                    let position = r.position.load(Relaxed);
+                    crate::ReaderLag {
+                        name: r.name.clone(),
+                        kind: r.kind,
+                        position,
+                        lag_events: durable_position.saturating_sub(position),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (stats, meters) = (inner.stats.snapshot(), &inner.meters);
+    crate::StoreMetrics {
+        commands_accepted: meters.commands_accepted.load(Relaxed),
+        commands_rejected: meters.commands_rejected.load(Relaxed),
+        appends: stats.appends,
+        events_appended: stats.events,
+        append_latency: meters.append_latency.summary(),
+        fsync_latency: meters.fsync_latency.summary(),
+        events_folded: meters.events_folded.load(Relaxed),
+        durable_position,
+        readers,
+    }
 }
 
 /// The span of one command: its stream, command type and W3C trace context, and (recorded when

@@ -112,3 +112,50 @@ fn the_execute_span_carries_stream_command_trace_and_version() {
         assert!(seen.contains(&expected), "{expected} not in {seen:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_export_through_opentelemetry() {
+    use opentelemetry::metrics::MeterProvider;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::builder(dir.path()).process_managers_on_demand().open().await.unwrap();
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    evfold_native::otel::register_metrics(&store, &provider.meter("evfold"));
+    let a = store.get::<BankAccount>("a").await.unwrap();
+    a.execute(BankCommand::Open { owner: "a".into() }, ctx()).await.unwrap();
+    a.execute(BankCommand::Withdraw { amount: 1 }, ctx()).await.unwrap_err();
+    store.projection::<evfold_core::examples::Balances>().await.unwrap();
+    provider.force_flush().unwrap();
+
+    let exported = exporter.get_finished_metrics().unwrap();
+    let mut values: Vec<String> = Vec::new();
+    for metric in exported.iter().flat_map(|r| r.scope_metrics()).flat_map(|s| s.metrics()) {
+        match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                values.extend(sum.data_points().map(|p| format!("{}={}", metric.name(), p.value())));
+            }
+            AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
+                for point in gauge.data_points() {
+                    let labels: Vec<String> = point.attributes().map(|kv| format!("{}", kv.value)).collect();
+                    values.push(format!("{}{labels:?}={}", metric.name(), point.value()));
+                }
+            }
+            _ => {}
+        }
+    }
+    for expected in [
+        "evfold.commands.accepted=1",
+        "evfold.commands.rejected=1",
+        "evfold.events.appended=1",
+        "evfold.durable_position[]=1",
+        "evfold.reader.lag[\"balances\"]=0",
+        "evfold.reader.lag[\"transfers\"]=1",
+    ] {
+        assert!(values.iter().any(|v| v == expected), "{expected} not in {values:?}");
+    }
+    assert!(values.iter().any(|v| v.starts_with("evfold.fsync.latency[\"0.99\"]=")), "{values:?}");
+    provider.shutdown().unwrap();
+}
