@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome, Refusal};
+use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome, InjectRunOutcome, Refusal};
 pub use crate::config::Durability;
 use crate::config::{Clock, Faults, IdSeedSource, Stats, StoreConfig, StoreStats};
 use crate::error::{ExecuteError, JsonExecuteError, StoreError};
@@ -888,6 +888,35 @@ impl AggregateStore {
             return Err(unknown());
         }
         Ok(reader)
+    }
+
+    /// Appends many pre-validated events to `aggregate_type/id` in one write and one
+    /// `fdatasync` (one group commit), in the order given, keeping their ids, timestamps and
+    /// metadata. An event whose id is already stored (or came earlier in `events`) is skipped
+    /// and listed in [`InjectRunOutcome::duplicates`]. The checks are
+    /// [`AggregateStore::inject_event`]'s: every event must fold, in order, onto the stream's
+    /// state with the aggregate's code; if one does not, nothing is written
+    /// ([`StoreError::InvalidEvent`] names it by index and id).
+    pub async fn inject_run(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<InjectRunOutcome, StoreError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        let events = depth::admit_events(events).map_err(|e| StoreError::Fault(Fault::new(e)))?;
+        self.inner.ask(&stream, |reply| ActorMsg::InjectRun { events, reply }).await?
+    }
+
+    /// The registered factory of `aggregate_type` (importers check events against it).
+    pub(crate) fn aggregate_factory(&self, aggregate_type: &str) -> Result<Arc<dyn AggregateFactory>, StoreError> {
+        self.inner.factory(aggregate_type)
+    }
+
+    /// Names of the process managers this store runs.
+    pub(crate) fn process_manager_names(&self) -> Vec<String> {
+        let readers = self.inner.readers.get().into_iter().flat_map(|r| r.values());
+        readers.filter(|r| r.kind == ReaderKind::ProcessManager).map(|r| r.name.clone()).collect()
     }
 }
 
