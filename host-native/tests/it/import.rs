@@ -11,7 +11,8 @@ use std::time::Instant;
 use eventfold_es::{Aggregate as PeerAggregate, Projection as PeerProjection};
 use evfold_core::examples::{Balances, BankAccount, BankCommand, Transfers};
 use evfold_core::{EventId, Metadata, NewEvent, Payload, Timestamp};
-use evfold_native::import::eventfold_es::{self, derived_event_id, ImportOptions, ImportProgress};
+use evfold_native::import::eventfold_es as importer;
+use importer::{derived_event_id, ImportOptions, ImportProgress};
 use evfold_native::{verify_store, AggregateStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -142,7 +143,7 @@ async fn import_keeps_every_event_with_its_order_id_timestamp_and_metadata() {
     let (source, target) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let peer = write_small_peer(source.path()).await;
     let store = open_target(target.path()).await;
-    let report = eventfold_es::import(source.path(), &store, ImportOptions::default()).await.unwrap();
+    let report = importer::import(source.path(), &store, ImportOptions::default()).await.unwrap();
     assert_eq!((report.streams, report.events, report.imported, report.skipped), (3, 10, 10, 0));
     assert_eq!((report.derived_ids, report.remaining), (1, 0));
 
@@ -221,7 +222,7 @@ async fn import_round_trips_100_streams_of_1000_events() {
     });
     let started = Instant::now();
     let options = ImportOptions { progress: Some(progress), ..ImportOptions::default() };
-    let report = eventfold_es::import(source.path(), &store, options).await.unwrap();
+    let report = importer::import(source.path(), &store, options).await.unwrap();
     let took = started.elapsed();
     println!(
         "import: 100 streams x 1,000 events = {} events in {:.2} s ({:.0} events/s), {} fdatasyncs",
@@ -261,12 +262,12 @@ async fn import_refuses_a_non_empty_target_unless_append() {
     let native = store.get::<BankAccount>("native").await.unwrap();
     native.execute(BankCommand::Open { owner: "ada".into() }, Metadata::default()).await.unwrap();
 
-    let refused = eventfold_es::import(source.path(), &store, ImportOptions::default()).await;
+    let refused = importer::import(source.path(), &store, ImportOptions::default()).await;
     assert!(matches!(refused, Err(StoreError::TargetNotEmpty { events: 1, .. })), "{refused:?}");
     assert_eq!(store.read_all(1).await.unwrap().len(), 1, "nothing was written");
 
     let options = ImportOptions { append: true, ..ImportOptions::default() };
-    let report = eventfold_es::import(source.path(), &store, options).await.unwrap();
+    let report = importer::import(source.path(), &store, options).await.unwrap();
     assert_eq!(report.imported, 10);
     assert_eq!(store.read_all(1).await.unwrap().len(), 11);
     assert_eq!(native.state().await.unwrap().owner.as_deref(), Some("ada"));
@@ -282,7 +283,7 @@ async fn import_refuses_a_target_running_process_managers() {
         .open()
         .await
         .unwrap();
-    let refused = eventfold_es::import(source.path(), &store, ImportOptions::default()).await;
+    let refused = importer::import(source.path(), &store, ImportOptions::default()).await;
     assert!(matches!(&refused, Err(StoreError::ImportWithProcessManagers(names)) if names == "transfers"));
     assert!(store.read_all(1).await.unwrap().is_empty());
 }
@@ -293,16 +294,16 @@ async fn import_resumes_after_an_interrupted_run_without_duplicates() {
     write_small_peer(source.path()).await;
     let store = open_target(target.path()).await;
     let first = ImportOptions { limit: Some(4), ..ImportOptions::default() };
-    let report = eventfold_es::import(source.path(), &store, first).await.unwrap();
+    let report = importer::import(source.path(), &store, first).await.unwrap();
     assert_eq!((report.imported, report.remaining), (4, 6));
     let prefix: Vec<_> = store.read_all(1).await.unwrap().into_iter().map(|e| e.record.id).collect();
     store.close().await;
 
     // A new process: the target is not empty, but it holds only this source's events.
     let store = open_target(target.path()).await;
-    let report = eventfold_es::import(source.path(), &store, ImportOptions::default()).await.unwrap();
+    let report = importer::import(source.path(), &store, ImportOptions::default()).await.unwrap();
     assert_eq!((report.imported, report.skipped, report.remaining), (6, 4, 0));
-    let again = eventfold_es::import(source.path(), &store, ImportOptions::default()).await.unwrap();
+    let again = importer::import(source.path(), &store, ImportOptions::default()).await.unwrap();
     assert_eq!((again.imported, again.skipped), (0, 10));
 
     let all = store.read_all(1).await.unwrap();
@@ -314,7 +315,7 @@ async fn import_resumes_after_an_interrupted_run_without_duplicates() {
     // The same order as one uninterrupted import.
     let whole = tempfile::tempdir().unwrap();
     let other = open_target(whole.path()).await;
-    eventfold_es::import(source.path(), &other, ImportOptions::default()).await.unwrap();
+    importer::import(source.path(), &other, ImportOptions::default()).await.unwrap();
     let whole_ids: Vec<_> = other.read_all(1).await.unwrap().into_iter().map(|e| e.record.id).collect();
     assert_eq!(ids, whole_ids);
 }
@@ -327,7 +328,7 @@ async fn import_derives_the_same_id_for_a_line_without_one_every_time() {
     for _ in 0..2 {
         let target = tempfile::tempdir().unwrap();
         let store = open_target(target.path()).await;
-        eventfold_es::import(source.path(), &store, ImportOptions::default()).await.unwrap();
+        importer::import(source.path(), &store, ImportOptions::default()).await.unwrap();
         let records = store.read_events("bank-account", "acc-1").await.unwrap();
         derived.push(records.last().unwrap().id.clone());
     }
@@ -350,7 +351,7 @@ async fn import_refuses_a_malformed_peer_line_with_its_path_and_line() {
     let bad = append_raw(source.path(), "acc-3", "{\"type\":\"Deposited\",\"data\":{\"amount\":1}\n");
     append_raw(source.path(), "acc-3", "{\"type\":\"Deposited\",\"data\":{\"amount\":2},\"ts\":1}\n");
     let store = open_target(target.path()).await;
-    let refused = eventfold_es::import(source.path(), &store, ImportOptions::default()).await;
+    let refused = importer::import(source.path(), &store, ImportOptions::default()).await;
     match refused {
         Err(StoreError::PeerLine { path, line, .. }) => assert_eq!((path, line), (bad, 4)),
         other => panic!("expected PeerLine, got {other:?}"),
@@ -365,7 +366,7 @@ async fn import_refuses_an_event_the_code_does_not_know_with_its_line() {
     let unknown = eventfold::Event::new("Exploded", json!({"why": "schema drift"})).with_id("x-1");
     peer.inject_event::<PeerAccount>("acc-2", unknown, eventfold_es::InjectOptions::default()).await.unwrap();
     let store = open_target(target.path()).await;
-    let refused = eventfold_es::import(source.path(), &store, ImportOptions::default()).await;
+    let refused = importer::import(source.path(), &store, ImportOptions::default()).await;
     assert!(matches!(&refused, Err(StoreError::PeerEventRefused { line: 4, path, .. }) if path.ends_with("acc-2/app.jsonl")));
     assert!(store.read_all(1).await.unwrap().is_empty());
 }
@@ -376,7 +377,7 @@ async fn import_refuses_an_id_used_twice_and_reports_a_torn_tail() {
     write_small_peer(source.path()).await;
     let torn = append_raw(source.path(), "acc-2", "{\"type\":\"Deposited\",\"da");
     let store = open_target(target.path()).await;
-    let report = eventfold_es::import(source.path(), &store, ImportOptions::default()).await.unwrap();
+    let report = importer::import(source.path(), &store, ImportOptions::default()).await.unwrap();
     assert_eq!((report.imported, report.torn_tails.clone()), (10, vec![torn]));
 
     // The peer dedups injected ids in memory only, against injected ids only: an executed
@@ -387,7 +388,7 @@ async fn import_refuses_an_id_used_twice_and_reports_a_torn_tail() {
     let again = eventfold::Event::new("Deposited", json!({"amount": 1})).with_id(first_id.clone());
     peer.inject_event::<PeerAccount>("acc-3", again, eventfold_es::InjectOptions::default()).await.unwrap();
     let store = open_target(fresh.path()).await;
-    let refused = eventfold_es::import(dup_source.path(), &store, ImportOptions::default()).await;
+    let refused = importer::import(dup_source.path(), &store, ImportOptions::default()).await;
     assert!(matches!(&refused, Err(StoreError::DuplicateEventId { id, line: 4, .. }) if *id == first_id), "{refused:?}");
     assert!(store.read_all(1).await.unwrap().is_empty());
 }
