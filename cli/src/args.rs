@@ -13,7 +13,7 @@ Examples:
   evfold exec bank-account acc-1 @deposit.json          the command from a file (- reads stdin)
   evfold --wait exec --batch commands.jsonl             many commands, one open, group-committed
   evfold export > all.jsonl && evfold -s copy import all.jsonl
-  evfold import eventfold-es old-store --into evfold-data   migrate an eventfold-es store
+  evfold import eventfold-es ./old --into evfold-data   migrate an eventfold-es store
   evfold -s evfold-demo replay --candidate target/plugins/bank-account-fees.wasm
 
 Exit codes: 0 ok (also when stdout is closed early, as in `| head`), 1 error (rejected command,

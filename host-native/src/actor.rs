@@ -350,7 +350,8 @@ impl Actor {
         self.exit = true;
         let injects = std::mem::take(&mut self.injects);
         let injects = injects.into_iter().map(|(event, reply)| ActorMsg::Inject { event, reply });
-        let runs = std::mem::take(&mut self.runs).into_iter().map(|(events, reply)| ActorMsg::InjectRun { events, reply });
+        let runs =
+            std::mem::take(&mut self.runs).into_iter().map(|(events, reply)| ActorMsg::InjectRun { events, reply });
         for message in injects.chain(runs).chain(leftovers) {
             if let Err((message, error)) = self.inner.route(&self.stream, message) {
                 fail_message(message, error);

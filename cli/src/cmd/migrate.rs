@@ -72,7 +72,10 @@ fn print_report(dir: &Path, target: &Path, report: &ImportReport, out: &Out) {
         ));
     }
     if report.remaining > 0 {
-        out.note(&format!("note: {} event(s) left by --limit; run the same command again to continue", report.remaining));
+        out.note(&format!(
+            "note: {} event(s) left by --limit; run the same command again to continue",
+            report.remaining
+        ));
     }
     out.emit(
         || {

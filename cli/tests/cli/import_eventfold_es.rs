@@ -127,7 +127,9 @@ fn import_eventfold_es_limit_resume_refusal_and_append() {
         cmd.assert()
     };
     import(&["--limit", "2"]).success().stdout(predicate::str::contains("imported 2 event(s)"));
-    import(&[]).success().stdout(predicate::str::contains("imported 3 event(s)").and(predicate::str::contains("2 already")));
+    import(&[])
+        .success()
+        .stdout(predicate::str::contains("imported 3 event(s)").and(predicate::str::contains("2 already")));
 
     evfold_in(cwd.path())
         .args(["--store", "other", "exec", "bank-account", "native", r#"{"type":"Open","data":{"owner":"N"}}"#])

@@ -180,10 +180,12 @@ fn check_folds(store: &AggregateStore, streams: Vec<PeerStream>) -> Result<Vec<P
         let factory = store.aggregate_factory(peer.stream.aggregate_type())?;
         let mut aggregate = factory.instantiate().map_err(StoreError::Fault)?;
         for event in &peer.events {
-            aggregate.apply(std::slice::from_ref(&event.event.payload)).map_err(|fault| StoreError::PeerEventRefused {
-                path: peer.path.clone(),
-                line: event.line,
-                reason: format!("the {} code refuses the event: {fault}", peer.stream.aggregate_type()),
+            aggregate.apply(std::slice::from_ref(&event.event.payload)).map_err(|fault| {
+                StoreError::PeerEventRefused {
+                    path: peer.path.clone(),
+                    line: event.line,
+                    reason: format!("the {} code refuses the event: {fault}", peer.stream.aggregate_type()),
+                }
             })?;
         }
     }

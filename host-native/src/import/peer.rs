@@ -90,10 +90,11 @@ pub(crate) fn read_store(root: &Path) -> Result<Vec<PeerStream>, StoreError> {
     let mut streams = Vec::new();
     for (aggregate_type, type_dir) in sorted_dirs(&streams_dir)? {
         for (instance_id, stream_dir) in sorted_dirs(&type_dir)? {
-            let stream = StreamId::new(&aggregate_type, &instance_id).map_err(|reason| StoreError::PeerUnsupported {
-                path: stream_dir.clone(),
-                reason: format!("evfold refuses this stream id ({reason}); rename the directory first"),
-            })?;
+            let stream =
+                StreamId::new(&aggregate_type, &instance_id).map_err(|reason| StoreError::PeerUnsupported {
+                    path: stream_dir.clone(),
+                    reason: format!("evfold refuses this stream id ({reason}); rename the directory first"),
+                })?;
             streams.push(read_stream(stream, &stream_dir)?);
         }
     }

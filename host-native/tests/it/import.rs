@@ -12,8 +12,8 @@ use eventfold_es::{Aggregate as PeerAggregate, Projection as PeerProjection};
 use evfold_core::examples::{Balances, BankAccount, BankCommand, Transfers};
 use evfold_core::{EventId, Metadata, NewEvent, Payload, Timestamp};
 use evfold_native::import::eventfold_es as importer;
-use importer::{derived_event_id, ImportOptions, ImportProgress};
 use evfold_native::{verify_store, AggregateStore, StoreError};
+use importer::{derived_event_id, ImportOptions, ImportProgress};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -367,7 +367,9 @@ async fn import_refuses_an_event_the_code_does_not_know_with_its_line() {
     peer.inject_event::<PeerAccount>("acc-2", unknown, eventfold_es::InjectOptions::default()).await.unwrap();
     let store = open_target(target.path()).await;
     let refused = importer::import(source.path(), &store, ImportOptions::default()).await;
-    assert!(matches!(&refused, Err(StoreError::PeerEventRefused { line: 4, path, .. }) if path.ends_with("acc-2/app.jsonl")));
+    assert!(
+        matches!(&refused, Err(StoreError::PeerEventRefused { line: 4, path, .. }) if path.ends_with("acc-2/app.jsonl"))
+    );
     assert!(store.read_all(1).await.unwrap().is_empty());
 }
 
@@ -389,7 +391,10 @@ async fn import_refuses_an_id_used_twice_and_reports_a_torn_tail() {
     peer.inject_event::<PeerAccount>("acc-3", again, eventfold_es::InjectOptions::default()).await.unwrap();
     let store = open_target(fresh.path()).await;
     let refused = importer::import(dup_source.path(), &store, ImportOptions::default()).await;
-    assert!(matches!(&refused, Err(StoreError::DuplicateEventId { id, line: 4, .. }) if *id == first_id), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(StoreError::DuplicateEventId { id, line: 4, .. }) if *id == first_id),
+        "{refused:?}"
+    );
     assert!(store.read_all(1).await.unwrap().is_empty());
 }
 
