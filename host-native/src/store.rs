@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome, InjectRunOutcome, Refusal};
+use crate::actor::{fail_message, Actor, ActorMsg, InjectOutcome, Refusal};
 pub use crate::config::Durability;
 use crate::config::{Clock, Faults, IdSeedSource, Stats, StoreConfig, StoreStats};
 use crate::error::{ExecuteError, JsonExecuteError, StoreError};
@@ -893,16 +893,17 @@ impl AggregateStore {
     /// Appends many pre-validated events to `aggregate_type/id` in one write and one
     /// `fdatasync` (one group commit), in the order given, keeping their ids, timestamps and
     /// metadata. An event whose id is already stored (or came earlier in `events`) is skipped
-    /// and listed in [`InjectRunOutcome::duplicates`]. The checks are
-    /// [`AggregateStore::inject_event`]'s: every event must fold, in order, onto the stream's
-    /// state with the aggregate's code; if one does not, nothing is written
-    /// ([`StoreError::InvalidEvent`] names it by index and id).
+    /// and listed in [`crate::InjectRunOutcome::duplicates`]. Checked like
+    /// [`AggregateStore::inject_event`] (each event must fold with the aggregate's code and
+    /// encode as a line that decodes), except that the run folds in order onto the stream's
+    /// current state instead of each event onto an empty one; if one event fails, nothing is
+    /// written ([`StoreError::InvalidEvent`] names it by index and id).
     pub async fn inject_run(
         &self,
         aggregate_type: &str,
         id: &str,
         events: Vec<NewEvent>,
-    ) -> Result<InjectRunOutcome, StoreError> {
+    ) -> Result<crate::InjectRunOutcome, StoreError> {
         let stream = layout::stream_id(aggregate_type, id)?;
         let events = depth::admit_events(events).map_err(|e| StoreError::Fault(Fault::new(e)))?;
         self.inner.ask(&stream, |reply| ActorMsg::InjectRun { events, reply }).await?

@@ -21,6 +21,9 @@ use super::peer::{self, PeerStream};
 use crate::error::StoreError;
 use crate::store::AggregateStore;
 
+/// The callback of [`ImportOptions::progress`].
+pub type ProgressCallback = Box<dyn FnMut(&ImportProgress) + Send>;
+
 /// How to import.
 #[derive(Default)]
 pub struct ImportOptions {
@@ -32,7 +35,7 @@ pub struct ImportOptions {
     pub limit: Option<u64>,
     /// Called after every appended run (at most `max_batch_events` events) with the counts
     /// so far.
-    pub progress: Option<Box<dyn FnMut(&ImportProgress) + Send>>,
+    pub progress: Option<ProgressCallback>,
 }
 
 impl std::fmt::Debug for ImportOptions {
