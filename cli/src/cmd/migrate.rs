@@ -28,12 +28,14 @@ pub async fn run(global_store: Option<PathBuf>, args: PeerImportArgs, out: &Out)
     let types = peer_types(&args.dir)?;
     let factories = exec::factories(&types, &args.plugin)?;
     let store = store::open_writer(&target, factories, true).await?;
-    let bar = out.bar(0, "importing");
+    // Reading and checking the source comes first; the bar fills as runs are appended.
+    let bar = out.bar(0, "checking");
     let shown = bar.clone();
     let options = ImportOptions {
         append: args.append,
         limit: args.limit,
         progress: Some(Box::new(move |p| {
+            shown.set_message("importing");
             shown.set_length(p.total);
             shown.set_position(p.done);
         })),
