@@ -13,6 +13,7 @@ Examples:
   evfold exec bank-account acc-1 @deposit.json          the command from a file (- reads stdin)
   evfold --wait exec --batch commands.jsonl             many commands, one open, group-committed
   evfold export > all.jsonl && evfold -s copy import all.jsonl
+  evfold import eventfold-es ./old --into evfold-data   migrate an eventfold-es store
   evfold -s evfold-demo replay --candidate target/plugins/bank-account-fees.wasm
 
 Exit codes: 0 ok (also when stdout is closed early, as in `| head`), 1 error (rejected command,
@@ -78,7 +79,7 @@ pub enum Command {
     Stats,
     /// Write every event as JSONL (the `events --json` shape) to stdout.
     Export(ExportArgs),
-    /// Append the events of an `export` (ids kept; events already stored are skipped).
+    /// Append the events of an `export`, or import an eventfold-es store (`import eventfold-es DIR`).
     Import(ImportArgs),
     /// Show or rebuild a projection.
     #[command(subcommand)]
@@ -206,11 +207,45 @@ pub struct ExportArgs {
     pub from: u64,
 }
 
-/// `import` arguments.
+/// `import` arguments: an export file, or `eventfold-es DIR` (a file literally named
+/// `eventfold-es` is `./eventfold-es`).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ImportArgs {
+    /// Another store to import instead of an export file.
+    #[command(subcommand)]
+    pub from: Option<ImportFrom>,
     /// The JSONL file written by `export` (or `events --json`); `-` reads stdin.
-    pub file: String,
+    #[arg(required = true)]
+    pub file: Option<String>,
+    /// Aggregate plugin (.wasm) for types that are not native examples; repeatable.
+    #[arg(long)]
+    pub plugin: Vec<PathBuf>,
+}
+
+/// What `import` reads instead of an export file.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// Import an eventfold-es 0.2 store: every event with its stream, order, id, timestamp and
+    /// metadata; then check the result as `verify` does (see docs/migrating.md).
+    #[command(name = "eventfold-es")]
+    EventfoldEs(PeerImportArgs),
+}
+
+/// `import eventfold-es` arguments.
+#[derive(Debug, Args)]
+pub struct PeerImportArgs {
+    /// The eventfold-es store (the directory holding streams/).
+    pub dir: PathBuf,
+    /// The evfold store to import into (default: --store, else evfold-data); created if missing.
+    #[arg(long, value_name = "STORE")]
+    pub into: Option<PathBuf>,
+    /// Allow a target that already holds other events (the import is added after them).
+    #[arg(long)]
+    pub append: bool,
+    /// Import at most N new events, then stop; the same command again continues.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
     /// Aggregate plugin (.wasm) for types that are not native examples; repeatable.
     #[arg(long)]
     pub plugin: Vec<PathBuf>,

@@ -6,7 +6,7 @@
 //! | 0 | ok; also a closed stdout (`evfold events \| head`): the command ends quietly |
 //! | 1 | error: rejected command, missing store, bad plugin, bad input, IO |
 //! | 2 | usage (clap) |
-//! | 3 | corruption found (`verify`, or any command that met a corrupt log) |
+//! | 3 | corruption found (`verify`, or any command that met a corrupt log, an imported eventfold-es one too) |
 //! | 4 | store locked by another writer (after `--wait`, if given) |
 //! | 5 | `replay` found divergences |
 //! | 6 | `--expected-version` conflict |
@@ -72,7 +72,7 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         match cause.downcast_ref::<StoreError>() {
             Some(StoreError::LockHeld { .. }) => return LOCKED,
-            Some(StoreError::Corrupt { .. }) => return CORRUPT,
+            Some(StoreError::Corrupt { .. } | StoreError::PeerLine { .. }) => return CORRUPT,
             _ => {}
         }
         match cause.downcast_ref::<CliError>() {

@@ -65,6 +65,9 @@ async fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
         Command::Streams(a) => cmd::events::streams(&store::dir(store)?, a, out).await,
         Command::Stats => cmd::stats::run(&store::dir(store)?, out).await,
         Command::Export(a) => cmd::transfer::export(&store::dir(store)?, a, out).await,
+        Command::Import(args::ImportArgs { from: Some(args::ImportFrom::EventfoldEs(a)), .. }) => {
+            cmd::migrate::run(store, a, out).await
+        }
         Command::Import(a) => cmd::transfer::import(&store::dir(store)?, a, out).await,
         Command::Projection(a) => cmd::projection::run(&store::dir(store)?, a, out).await,
         Command::Pm(a) => cmd::pm::run(&store::dir(store)?, a, out).await,

@@ -24,6 +24,9 @@ use crate::log::{self, TornTail};
 use crate::mailbox::{Mailbox, Received};
 use crate::store::{Durability, Inner};
 
+mod inject_run;
+pub use inject_run::InjectRunOutcome;
+
 /// A reply channel.
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 /// Where a command's answer goes: what it committed and the records it appended.
@@ -95,6 +98,10 @@ pub(crate) enum ActorMsg {
         event: NewEvent,
         reply: Reply<Result<InjectOutcome, StoreError>>,
     },
+    InjectRun {
+        events: Vec<NewEvent>,
+        reply: Reply<Result<InjectRunOutcome, StoreError>>,
+    },
 }
 
 /// The stream's log as the actor sees it.
@@ -127,6 +134,8 @@ pub(crate) struct Actor {
     appended: HashMap<u64, evfold_core::EventRecord>,
     queries: HashMap<CommandId, StateReply>,
     injects: Vec<(NewEvent, Reply<Result<InjectOutcome, StoreError>>)>,
+    runs: Vec<inject_run::QueuedRun>,
+    run_scratch: inject_run::RunScratch,
     preloaded: Option<log::Headers>,
     poison_reason: Option<String>,
     /// Set when loading found the log corrupt: every answer of this actor is that error.
@@ -160,6 +169,8 @@ impl Actor {
             appended: HashMap::new(),
             queries: HashMap::new(),
             injects: Vec::new(),
+            runs: Vec::new(),
+            run_scratch: None,
             preloaded: None,
             poison_reason: None,
             corrupt: None,
@@ -175,7 +186,7 @@ impl Actor {
         let _enter = span.enter();
         loop {
             self.drain_outputs();
-            if !self.injects.is_empty() && self.machine.is_quiescent() && !self.poisoned {
+            if self.has_injects() && self.machine.is_quiescent() && !self.poisoned {
                 self.run_injects();
                 continue;
             }
@@ -193,7 +204,7 @@ impl Actor {
                     let now = self.inner.now();
                     self.machine.handle(now, AggregateInput::Timeout);
                 }
-                Received::Closed if self.injects.is_empty() => break,
+                Received::Closed if !self.has_injects() => break,
                 Received::Closed => {}
             }
         }
@@ -230,6 +241,7 @@ impl Actor {
                 self.machine.handle(now, AggregateInput::Query { id });
             }
             ActorMsg::Inject { event, reply } => self.injects.push((event, reply)),
+            ActorMsg::InjectRun { events, reply } => self.runs.push((events, reply)),
         }
     }
 
@@ -321,7 +333,7 @@ impl Actor {
     /// registry lock, so a `get` either finds a live mailbox or spawns a fresh actor, and a send
     /// on a stale handle fails and is re-routed: no command is lost or failed.
     fn try_evict_idle(&mut self) {
-        if !self.injects.is_empty() {
+        if self.has_injects() {
             return;
         }
         let mut registry = self.inner.registry.lock().expect("registry lock");
@@ -348,7 +360,9 @@ impl Actor {
         self.exit = true;
         let injects = std::mem::take(&mut self.injects);
         let injects = injects.into_iter().map(|(event, reply)| ActorMsg::Inject { event, reply });
-        for message in injects.chain(leftovers) {
+        let runs =
+            std::mem::take(&mut self.runs).into_iter().map(|(events, reply)| ActorMsg::InjectRun { events, reply });
+        for message in injects.chain(runs).chain(leftovers) {
             if let Err((message, error)) = self.inner.route(&self.stream, message) {
                 fail_message(message, error);
             }
@@ -632,6 +646,7 @@ impl Actor {
             appended |= matches!(result, Ok(InjectOutcome::Appended(_)));
             let _ = reply.send(result);
         }
+        appended |= self.run_queued_runs();
         if !appended || self.poisoned {
             return;
         }
@@ -686,6 +701,9 @@ pub(crate) fn fail_message(message: ActorMsg, error: StoreError) {
             let _ = reply.send(Err(Refusal::Store(error)));
         }
         ActorMsg::Inject { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        ActorMsg::InjectRun { reply, .. } => {
             let _ = reply.send(Err(error));
         }
     }

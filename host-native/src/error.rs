@@ -128,15 +128,75 @@ pub enum StoreError {
     /// An injected event does not decode as one of the aggregate's events.
     #[error("injected event refused: {0}")]
     InvalidEvent(String),
-    /// The stream has no log: nothing was ever written to it and it was not created with
-    /// [`crate::AggregateStore::ensure_stream`].
-    #[error("stream {aggregate_type}/{instance_id} does not exist")]
-    StreamNotFound {
-        /// Aggregate type.
-        aggregate_type: String,
-        /// Instance id.
-        instance_id: String,
+    /// An import was asked to write into a store that already holds events it did not write
+    /// (an interrupted import of the same source is resumed instead). Nothing was written.
+    #[error(
+        "{path} already holds {events} event(s) that are not from this import; \
+         import into an empty store, or pass append (`--append`) to add the import to them"
+    )]
+    TargetNotEmpty {
+        /// The target store's root.
+        path: PathBuf,
+        /// Events in the target that are not events of the source.
+        events: u64,
     },
+    /// A complete line of an eventfold-es log is not an eventfold event (not UTF-8, not JSON,
+    /// a required field missing): the peer's log is corrupt there. Never skipped: the import
+    /// refuses the source and writes nothing.
+    #[error("malformed eventfold-es log {path} at line {line}: {reason}; fix or remove the line, then import again")]
+    PeerLine {
+        /// The peer's `app.jsonl`.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An eventfold-es event the aggregate's evfold code does not fold (an unknown event type,
+    /// data of another shape; the peer's reducer skips such events silently). Nothing was written.
+    #[error("{path} line {line}: {reason}")]
+    PeerEventRefused {
+        /// The peer's `app.jsonl`.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What the aggregate's code said.
+        reason: String,
+    },
+    /// An eventfold-es store holds something the importer cannot carry over faithfully (a
+    /// rotated archive, a nested stream directory, an instance id evfold refuses). Nothing was
+    /// written.
+    #[error("cannot import {path}: {reason}")]
+    PeerUnsupported {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// Two events of an import carry the same id (the peer's in-memory dedup lets a relay write
+    /// one twice), or an event's id is already stored in another stream of the target. Nothing
+    /// of that event was written.
+    #[error(
+        "event id {id:?} at {path} line {line} is already used by {other}; \
+         delete the line's \"id\" to import it under a derived id, or delete the line to drop it"
+    )]
+    DuplicateEventId {
+        /// The id.
+        id: String,
+        /// The peer log holding the second use.
+        path: PathBuf,
+        /// Its 1-based line number.
+        line: u64,
+        /// Where the id was seen first.
+        other: String,
+    },
+    /// The import target runs process managers: they would dispatch again every command the
+    /// source's history already holds. Nothing was written.
+    #[error(
+        "the import target runs process managers ({0}); open it without them for the import \
+         (imported history already holds the commands they dispatched)"
+    )]
+    ImportWithProcessManagers(String),
 }
 
 /// ` on PATH`, or nothing for an error that names no path.
@@ -166,12 +226,13 @@ impl From<StoreError> for std::io::Error {
             StoreError::Io { error, .. } => error.kind(),
             StoreError::LockHeld { .. } => ErrorKind::WouldBlock,
             StoreError::InvalidStreamId { .. } => ErrorKind::InvalidInput,
-            StoreError::Corrupt { .. } | StoreError::Decode { .. } => ErrorKind::InvalidData,
+            StoreError::Corrupt { .. } | StoreError::Decode { .. } | StoreError::PeerLine { .. } => {
+                ErrorKind::InvalidData
+            }
             StoreError::Link { .. } => ErrorKind::PermissionDenied,
             StoreError::UnknownAggregateType(_)
             | StoreError::UnknownProjection(_)
-            | StoreError::UnknownProcessManager(_)
-            | StoreError::StreamNotFound { .. } => ErrorKind::NotFound,
+            | StoreError::UnknownProcessManager(_) => ErrorKind::NotFound,
             StoreError::ReadOnly => ErrorKind::PermissionDenied,
             StoreError::Closed | StoreError::Stopped(_) => ErrorKind::BrokenPipe,
             _ => ErrorKind::Other,

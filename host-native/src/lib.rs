@@ -82,6 +82,7 @@ mod config;
 mod contained;
 mod error;
 mod fsio;
+pub mod import;
 mod index_read;
 mod layout;
 mod ledger;
@@ -99,6 +100,7 @@ mod subscribe;
 pub mod verify;
 
 pub use actor::InjectOutcome;
+pub use actor::InjectRunOutcome;
 pub use bus::{BusError, CommandBus};
 pub use config::{
     coalesced_reader_config, counting_id_seeds, random_id_seeds, system_clock, Clock, Durability, Faults, IdSeedSource,

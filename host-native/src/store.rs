@@ -960,6 +960,36 @@ impl AggregateStore {
         }
         Ok(reader)
     }
+
+    /// Appends many pre-validated events to `aggregate_type/id` in one write and one
+    /// `fdatasync` (one group commit), in the order given, keeping their ids, timestamps and
+    /// metadata. An event whose id is already stored (or came earlier in `events`) is skipped
+    /// and listed in [`crate::InjectRunOutcome::duplicates`]. Checked like
+    /// [`AggregateStore::inject_event`] (each event must fold with the aggregate's code and
+    /// encode as a line that decodes), except that the run folds in order onto the stream's
+    /// current state instead of each event onto an empty one; if one event fails, nothing is
+    /// written ([`StoreError::InvalidEvent`] names it by index and id).
+    pub async fn inject_run(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<crate::InjectRunOutcome, StoreError> {
+        let stream = layout::stream_id(aggregate_type, id)?;
+        let events = depth::admit_events(events).map_err(|e| StoreError::Fault(Fault::new(e)))?;
+        self.inner.ask(&stream, |reply| ActorMsg::InjectRun { events, reply }).await?
+    }
+
+    /// The registered factory of `aggregate_type` (importers check events against it).
+    pub(crate) fn aggregate_factory(&self, aggregate_type: &str) -> Result<Arc<dyn AggregateFactory>, StoreError> {
+        self.inner.factory(aggregate_type)
+    }
+
+    /// Names of the process managers this store runs.
+    pub(crate) fn process_manager_names(&self) -> Vec<String> {
+        let readers = self.inner.readers.get().into_iter().flat_map(|r| r.values());
+        readers.filter(|r| r.kind == ReaderKind::ProcessManager).map(|r| r.name.clone()).collect()
+    }
 }
 
 /// The text of a panic payload.

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod demo;
 pub mod events;
 pub mod exec;
+pub mod migrate;
 pub mod plugin;
 pub mod pm;
 pub mod projection;

@@ -70,10 +70,11 @@ fn parse_line(line: usize, text: &str) -> Result<Imported> {
 
 /// `evfold import FILE [--plugin F]...`.
 pub async fn import(dir: &Path, args: ImportArgs, out: &Out) -> Result<ExitCode> {
-    let (reader, _) = input::lines(&args.file)?;
+    let file = args.file.context("import needs FILE (or `eventfold-es DIR`)")?;
+    let (reader, _) = input::lines(&file)?;
     let mut lines = Vec::new();
     for (index, text) in std::io::BufRead::lines(reader).enumerate() {
-        let text = text.with_context(|| format!("reading {}", args.file))?;
+        let text = text.with_context(|| format!("reading {file}"))?;
         if !text.trim().is_empty() {
             lines.push(parse_line(index + 1, &text)?);
         }

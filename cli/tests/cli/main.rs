@@ -374,6 +374,7 @@ fn replay_reports_where_a_new_version_diverges_with_exit_code_5() {
 mod bulk;
 mod exits;
 mod extras;
+mod import_eventfold_es;
 mod pipes;
 mod pms;
 mod readme;

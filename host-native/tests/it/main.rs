@@ -11,6 +11,7 @@ mod durability;
 mod faults;
 mod holes;
 mod ids;
+mod import;
 mod lazy_open;
 mod lock;
 mod observability;
