@@ -45,7 +45,7 @@ impl LatencyHistogram {
         let total = self.total_micros.load(Ordering::Relaxed);
         Latency {
             count,
-            mean_micros: if count == 0 { 0 } else { total / count },
+            mean_micros: total.checked_div(count).unwrap_or(0),
             p50_micros: quantile(0.50),
             p99_micros: quantile(0.99),
             max_micros: self.max_micros.load(Ordering::Relaxed),

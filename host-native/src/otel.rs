@@ -11,6 +11,11 @@ use opentelemetry::KeyValue;
 use crate::store::Inner;
 use crate::{AggregateStore, StoreMetrics};
 
+/// Reads one counter's value from a snapshot.
+type CounterOf = fn(&StoreMetrics) -> u64;
+/// Reads one latency from a snapshot.
+type LatencyOf = fn(&StoreMetrics) -> crate::Latency;
+
 /// Registers the store's metrics on `meter`:
 /// - counters `evfold.commands.accepted`, `evfold.commands.rejected`, `evfold.appends`,
 ///   `evfold.events.appended`, `evfold.events.folded`, `evfold.fsyncs`;
@@ -20,7 +25,7 @@ use crate::{AggregateStore, StoreMetrics};
 ///
 /// The instruments hold the store weakly: once the store is closed they report nothing.
 pub fn register_metrics(store: &AggregateStore, meter: &Meter) {
-    let counters: [(&'static str, &'static str, fn(&StoreMetrics) -> u64); 6] = [
+    let counters: [(&'static str, &'static str, CounterOf); 6] = [
         ("evfold.commands.accepted", "Commands that committed", |m| m.commands_accepted),
         ("evfold.commands.rejected", "Commands the domain refused", |m| m.commands_rejected),
         ("evfold.appends", "Log writes (one per group commit or inject)", |m| m.appends),
@@ -40,7 +45,7 @@ pub fn register_metrics(store: &AggregateStore, meter: &Meter) {
             })
             .build();
     }
-    let latencies: [(&'static str, fn(&StoreMetrics) -> crate::Latency); 2] =
+    let latencies: [(&'static str, LatencyOf); 2] =
         [("evfold.fsync.latency", |m| m.fsync_latency), ("evfold.append.latency", |m| m.append_latency)];
     for (name, read) in latencies {
         let inner = store.weak_inner();

@@ -29,10 +29,13 @@ async fn eventfold_es_context_metadata_and_source_device_reach_every_event() {
         .with_metadata(json!({"tenant": "t1", "trace": {"span": 3}}));
     let account = store.get::<BankAccount>("a").await.unwrap();
     account.execute(BankCommand::Open { owner: "ada".into() }, context).await.unwrap();
-    // eventfold-es's CommandContext as JSON (its field names): nothing is dropped.
-    let peer_json =
-        json!({"actor": "bob", "correlation_id": "c-1", "metadata": {"tenant": "t2"}, "source_device": "d-2"});
-    let from_peer: CommandContext = serde_json::from_value(peer_json).unwrap();
+    // A real eventfold-es CommandContext, serialized by the peer crate: nothing is dropped.
+    let peer = eventfold_es::CommandContext::default()
+        .with_actor("bob")
+        .with_correlation_id("c-1")
+        .with_metadata(json!({"tenant": "t2"}))
+        .with_source_device("d-2");
+    let from_peer: CommandContext = serde_json::from_value(serde_json::to_value(&peer).unwrap()).unwrap();
     account.execute(BankCommand::Deposit { amount: 5 }, from_peer).await.unwrap();
     store.close().await;
 
