@@ -666,18 +666,23 @@ impl Actor {
     /// Appends a pre-validated event (relay sync) unless its id is already stored.
     fn inject(&mut self, event: NewEvent) -> Result<InjectOutcome, StoreError> {
         let _span = tracing::debug_span!("inject", id = %event.id).entered();
-        let mut scratch = self.factory.instantiate().map_err(StoreError::Fault)?;
-        scratch.apply(std::slice::from_ref(&event.payload)).map_err(|f| StoreError::InvalidEvent(f.to_string()))?;
-        let probe = evfold_core::encode_record(&evfold_core::EventRecord::from_new(event.clone(), 1, 1));
-        evfold_core::decode_line(&probe[..probe.len() - 1])
-            .map_err(|e| StoreError::InvalidEvent(format!("its line would not decode: {e}")))?;
         if !self.log.loaded {
             self.load_log()?;
         }
+        if self.inner.ledger.contains_id(&event.id)? {
+            return Ok(InjectOutcome::Duplicate);
+        }
+        // Folded onto the stream's own state (as a run is): on an empty state a valid event
+        // can fail, e.g. a withdrawal from a balance of 0.
+        self.check_run(std::slice::from_ref(&event))?;
         let mut records = match self.write_events(vec![event], true)? {
             Ok(records) => records,
-            Err(_) => return Ok(InjectOutcome::Duplicate),
+            Err(_) => {
+                self.run_scratch = None; // it folded an event that was not written
+                return Ok(InjectOutcome::Duplicate);
+            }
         };
+        self.preloaded = None;
         if self.inner.config.durability == Durability::Sync {
             if let IoResult::Failed(e) = self.sync() {
                 return Err(StoreError::Command(CommandError::Storage(e)));

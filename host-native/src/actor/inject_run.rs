@@ -94,7 +94,7 @@ impl Actor {
 
     /// Folds the run, in order, onto the stream's current state, and checks that every event's
     /// line decodes. On success the folded state is kept for the next run.
-    fn check_run(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
+    pub(super) fn check_run(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
         let mut scratch = match self.run_scratch.take() {
             Some((version, scratch)) if version == self.log.version => scratch,
             _ => self.fold_log()?,

@@ -137,6 +137,31 @@ async fn inject_dedups_by_event_id_across_restarts() {
     assert_eq!(store.get::<Counter>("r").await.unwrap().state().await.unwrap().value, 4);
 }
 
+/// An injected event is checked against the stream's own state, not an empty one: a relayed
+/// withdrawal from a funded account folds (on an empty account, debug builds overflowed and the
+/// actor panicked, answering `Stopped`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_withdrawal_is_checked_against_the_streams_own_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path()).await;
+    let account = store.get::<BankAccount>("w").await.unwrap();
+    account.execute(BankCommand::Open { owner: "w".into() }, ctx()).await.unwrap();
+    account.execute(BankCommand::Deposit { amount: 10 }, ctx()).await.unwrap();
+    for (i, amount) in [3u64, 4].into_iter().enumerate() {
+        let withdrawal = NewEvent {
+            id: EventId(format!("relay-w{i}")),
+            payload: Payload::new("Withdrew", json!({ "amount": amount })),
+            ts: Timestamp(1),
+            meta: Metadata::default(),
+        };
+        let outcome = store.inject_event("bank-account", "w", withdrawal.clone()).await.unwrap();
+        assert!(matches!(outcome, InjectOutcome::Appended(_)), "{outcome:?}");
+        let again = store.inject_event("bank-account", "w", withdrawal).await.unwrap();
+        assert_eq!(again, InjectOutcome::Duplicate);
+    }
+    assert_eq!(account.state().await.unwrap().balance, 3);
+}
+
 /// A command type shared by two aggregates.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
