@@ -1110,7 +1110,7 @@ impl<A: Aggregate> AggregateHandle<A> {
         let (reply, rx) = oneshot::channel();
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
         let result = rx.instrument(span).await.map_err(|_| stopped())?;
-        result.map_err(Refusal::into_execute)
+        result.map_err(Refusal::into_execute::<A>)
     }
 
     /// Whether commands sent through this handle can still be served: false once the store is

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use evfold_core::{AggregateFactory, Decision, DynAggregate, Fault, Payload, Rejection};
+use evfold_core::{AggregateFactory, DecideContext, Decision, DynAggregate, Fault, Payload, Rejection};
 use serde_json::Value;
 use wasmtime::Store;
 
@@ -109,6 +109,20 @@ impl LoadedAggregate {
         })
     }
 
+    /// Parses the error data of a rejection (JSON text), within the output cap and depth limit.
+    fn accept_error_data(&self, call: &Call, text: &str) -> Result<Value, PluginError> {
+        let limits = &self.engine.limits;
+        if text.len() > limits.output_bytes {
+            let (plugin, call) = (self.plugin(), call.clone());
+            return Err(PluginError::OutputTooLarge { plugin, call, size: text.len(), limit: limits.output_bytes });
+        }
+        parse_checked(text, limits.json_depth).map_err(|problem| PluginError::BadOutput {
+            plugin: self.plugin(),
+            call: call.clone(),
+            reason: format!("rejection error data: {problem}"),
+        })
+    }
+
     fn guest_error(&self, call: Call, message: String) -> PluginError {
         PluginError::Guest { plugin: self.plugin(), call, message }
     }
@@ -132,7 +146,12 @@ impl PluginAggregateFactory {
 
     /// A new instance, typed (the trait method returns it boxed).
     pub fn instance(&self) -> Result<PluginAggregate, PluginError> {
-        Ok(PluginAggregate { instance: self.loaded.start()?, loaded: self.loaded.clone(), scratch: Vec::new() })
+        Ok(PluginAggregate {
+            instance: self.loaded.start()?,
+            loaded: self.loaded.clone(),
+            scratch: Vec::new(),
+            context_scratch: Vec::new(),
+        })
     }
 }
 
@@ -152,6 +171,8 @@ pub struct PluginAggregate {
     instance: Instance<AggregatePlugin>,
     /// Reused buffer for the JSON text sent to the guest.
     scratch: Vec<u8>,
+    /// Reused buffer for the decide context sent with a command.
+    context_scratch: Vec<u8>,
 }
 
 impl PluginAggregate {
@@ -165,16 +186,24 @@ impl PluginAggregate {
         self.instance.is_discarded()
     }
 
-    /// Decides a command: typed error version of [`DynAggregate::decide`].
-    pub fn try_decide(&mut self, command: &Payload) -> Result<Decision, PluginError> {
+    /// Decides a command in `context`: typed error version of [`DynAggregate::decide`]. The
+    /// context crosses as JSON (`DecideContext`'s serde form), the rejection's error data back.
+    pub fn try_decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, PluginError> {
         let call = Call::Decide(command.type_name.clone());
         self.scratch.clear();
         write_tagged(&mut self.scratch, command);
         let command = std::str::from_utf8(&self.scratch).expect("serde_json writes UTF-8");
-        let outcome = self.instance.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command));
+        self.context_scratch.clear();
+        serde_json::to_writer(&mut self.context_scratch, context).expect("a decide context serializes");
+        let context = std::str::from_utf8(&self.context_scratch).expect("serde_json writes UTF-8");
+        let outcome =
+            self.instance.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command, context));
         match outcome? {
             Err(message) => Err(self.loaded.guest_error(call, message)),
-            Ok(wit::Decision::Rejected(message)) => Ok(Err(Rejection::message(message))),
+            Ok(wit::Decision::Rejected(wit::Rejection { message, error })) => {
+                let data = error.map(|text| self.loaded.accept_error_data(&call, &text)).transpose()?;
+                Ok(Err(Rejection::message(message).with_data(data)))
+            }
             Ok(wit::Decision::Accepted(events)) => Ok(Ok(self.loaded.accept(&call, &events)?)),
         }
     }
@@ -219,8 +248,8 @@ impl DynAggregate for PluginAggregate {
         self.loaded.info.aggregate_type.as_deref().unwrap_or_default()
     }
 
-    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
-        self.try_decide(command).map_err(Fault::new)
+    fn decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, Fault> {
+        self.try_decide(command, context).map_err(Fault::new)
     }
 
     fn apply(&mut self, events: &[Payload]) -> Result<(), Fault> {

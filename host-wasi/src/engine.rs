@@ -20,11 +20,11 @@ use crate::sandbox::{self, Sandbox, Ticker};
 use crate::wasi::is_linked_wasi;
 
 /// WIT package (ABI) version this host implements; plugins must export a semver-compatible one.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 /// Prefix of every export or import name of the ABI.
 const ABI_PREFIX: &str = "evfold:plugin/";
-/// Export-name versions this host accepts (`0.2.x`: patch versions only add).
-const COMPATIBLE_VERSION_PREFIX: &str = "0.2.";
+/// Export-name versions this host accepts (`0.3.x`: patch versions only add; 0.2.0 and 0.1.0 are refused).
+const COMPATIBLE_VERSION_PREFIX: &str = "0.3.";
 
 /// What kind of plugin a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub struct PluginInfo {
     pub plugin_version: String,
     /// SDK version that built it (`none` for hand-written plugins).
     pub sdk_version: String,
-    /// The ABI version it exports (e.g. `0.2.0`).
+    /// The ABI version it exports (e.g. `0.3.0`).
     pub abi_version: String,
     /// SHA-256 of the file, hex: record it next to the data the plugin produced.
     pub sha256: String,

@@ -8,7 +8,7 @@ mod native_store;
 
 use std::time::{Duration, Instant};
 
-use common::{bank_scenario, encoded_logs, engine, plugin, run_bank};
+use common::{bank_scenario, decide_context, encoded_logs, engine, plugin, run_bank};
 use evfold_core::examples::{Balances, BankAccount, Counter, CounterCommand};
 use evfold_core::memory::MemoryStore;
 use evfold_core::{CommandContext, CommandEnvelope, CommandError, DynAggregate, ExpectedVersion, Payload, StreamId};
@@ -63,7 +63,7 @@ fn plugin_metadata_lists_the_typed_enums() {
     assert_eq!(info.kind, PluginKind::Aggregate);
     assert_eq!(
         (info.name.as_str(), info.plugin_version.as_str(), info.abi_version.as_str()),
-        ("bank-account", "0.1.0", "0.2.0")
+        ("bank-account", "0.1.0", "0.3.0")
     );
     assert_eq!(info.aggregate_type.as_deref(), Some("bank-account"));
     assert_eq!(info.event_types, ["Opened", "Deposited", "Withdrew", "TransferredOut"]);
@@ -198,7 +198,7 @@ fn a_trap_discards_only_its_own_instance() {
     let increment = Payload::new("Incremented", Value::Null);
     a.try_apply(&[increment.clone(), increment.clone()]).unwrap();
     b.try_apply(std::slice::from_ref(&increment)).unwrap();
-    let error = a.try_decide(&Payload::new("Panic", Value::Null)).unwrap_err();
+    let error = a.try_decide(&Payload::new("Panic", Value::Null), &decide_context()).unwrap_err();
     assert!(matches!(error, PluginError::Trap { .. }), "{error:?}");
     assert!(a.is_discarded());
     assert!(matches!(a.try_snapshot(), Err(PluginError::Discarded { .. })));
@@ -213,7 +213,7 @@ fn the_fuel_budget_is_configurable_and_exact() {
     let mut hostile = engine.load_aggregate(plugin("hostile")).unwrap().instance().unwrap();
     for _ in 0..3 {
         let started = Instant::now();
-        let error = hostile.try_decide(&Payload::new("Loop", Value::Null)).unwrap_err();
+        let error = hostile.try_decide(&Payload::new("Loop", Value::Null), &decide_context()).unwrap_err();
         assert!(matches!(error, PluginError::OutOfFuel { fuel: 1_000_000, .. }), "{error:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         hostile.try_reset().unwrap();
@@ -221,7 +221,7 @@ fn the_fuel_budget_is_configurable_and_exact() {
     // A normal command fits easily in the same budget.
     let mut bank = engine.load_aggregate(plugin("bank-account")).unwrap().instance().unwrap();
     let open = Payload::new("Open", json!({"owner": "o"}));
-    assert_eq!(bank.try_decide(&open).unwrap().unwrap().len(), 1);
+    assert_eq!(bank.try_decide(&open, &decide_context()).unwrap().unwrap().len(), 1);
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn wrong_abi_version_is_refused_at_load() {
         PluginError::AbiMismatch { plugin, found, supported } => {
             assert_eq!(plugin, "wrong-abi");
             assert!(found.iter().any(|f| f.contains("@0.1.0")), "{found:?}");
-            assert!(supported.contains("0.2."), "{supported}");
+            assert!(supported.contains("0.3."), "{supported}");
         }
         other => panic!("expected AbiMismatch, got {other:?}"),
     }
