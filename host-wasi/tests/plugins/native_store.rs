@@ -60,6 +60,7 @@ async fn run(store: &AggregateStore, scenario: &[(String, BankCommand)]) -> Vec<
         let result = store.execute_json("bank-account", account, payload, context, ExpectedVersion::Any).await;
         outcomes.push(match result {
             Ok(committed) => format!("ok {committed:?}"),
+            Err(evfold_native::ExecuteError::Rejected(rejection)) => format!("rejected {rejection}"),
             Err(error) => format!("err {error}"),
         });
     }
@@ -83,7 +84,7 @@ fn native_jsonl_store_logs_are_byte_identical_with_the_plugin() {
         (native_outcomes, plugin_outcomes, native_balances, plugin_balances)
     });
     assert_eq!(native_outcomes, plugin_outcomes);
-    assert!(native_outcomes.iter().filter(|o| o.starts_with("err rejected")).count() >= 30);
+    assert!(native_outcomes.iter().filter(|o| o.starts_with("rejected ")).count() >= 30);
     let (native_logs, plugin_logs) = (event_logs(native_dir.path()), event_logs(plugin_dir.path()));
     assert!(native_logs.len() >= 5, "{native_logs:?}");
     assert_eq!(native_logs.len(), plugin_logs.len());
