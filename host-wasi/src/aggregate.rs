@@ -11,18 +11,18 @@ use serde_json::Value;
 use wasmtime::Store;
 
 use crate::bindings::aggregate::exports::evfold::plugin::aggregate as wit;
-use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
 use crate::instance::Instance;
 use crate::json::{parse_checked, parse_payload_lines, payload_lines, write_tagged};
 use crate::sandbox::{self, Sandbox};
+use crate::versions::{AggregateBindings, AggregatePre};
 
 /// A loaded aggregate plugin, shared by its factory and every instance.
 pub(crate) struct LoadedAggregate {
     engine: Arc<EngineInner>,
     plugin: Arc<str>,
-    pre: AggregatePluginPre<Sandbox>,
+    pre: AggregatePre,
     info: PluginInfo,
     declared: BTreeSet<String>,
 }
@@ -34,12 +34,12 @@ impl LoadedAggregate {
         file_plugin: Arc<str>,
         sha256: String,
         abi_version: String,
-        pre: AggregatePluginPre<Sandbox>,
+        pre: AggregatePre,
     ) -> Result<Self, PluginError> {
         let mut store = throwaway_store(&engine, &file_plugin);
         let meta = sandbox::run(&mut store, &engine.limits, &Call::Metadata, |store| {
             let plugin = pre.instantiate(&mut *store)?;
-            plugin.evfold_plugin_aggregate().call_metadata(&mut *store)
+            plugin.metadata(&mut *store)
         })?;
         let info = PluginInfo {
             kind: PluginKind::Aggregate,
@@ -62,12 +62,12 @@ impl LoadedAggregate {
     }
 
     /// Instantiates the pre-linked component in `store`.
-    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<AggregatePlugin> {
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<AggregateBindings> {
         self.pre.instantiate(store)
     }
 
     /// A fresh instance in the initial state.
-    fn start(&self) -> Result<Instance<AggregatePlugin>, PluginError> {
+    fn start(&self) -> Result<Instance<AggregateBindings>, PluginError> {
         Instance::start(self.engine.clone(), self.plugin.clone(), &|store| self.instantiate(store))
     }
 
@@ -168,7 +168,7 @@ impl AggregateFactory for PluginAggregateFactory {
 /// One aggregate instance running in its own sandbox (store + component instance).
 pub struct PluginAggregate {
     loaded: Arc<LoadedAggregate>,
-    instance: Instance<AggregatePlugin>,
+    instance: Instance<AggregateBindings>,
     /// Reused buffer for the JSON text sent to the guest.
     scratch: Vec<u8>,
     /// Reused buffer for the decide context sent with a command.
@@ -196,8 +196,7 @@ impl PluginAggregate {
         self.context_scratch.clear();
         serde_json::to_writer(&mut self.context_scratch, context).expect("a decide context serializes");
         let context = std::str::from_utf8(&self.context_scratch).expect("serde_json writes UTF-8");
-        let outcome =
-            self.instance.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command, context));
+        let outcome = self.instance.invoke(&call, |b, store| b.decide(store, command, context));
         match outcome? {
             Err(message) => Err(self.loaded.guest_error(call, message)),
             Ok(wit::Decision::Rejected(wit::Rejection { message, error })) => {
@@ -212,8 +211,7 @@ impl PluginAggregate {
     pub fn try_apply(&mut self, events: &[Payload]) -> Result<(), PluginError> {
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
             let batch = payload_lines(&mut self.scratch, chunk);
-            let outcome =
-                self.instance.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, batch))?;
+            let outcome = self.instance.invoke(&Call::Fold, |b, store| b.fold(store, batch))?;
             outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message))?;
         }
         Ok(())
@@ -221,8 +219,7 @@ impl PluginAggregate {
 
     /// The state as JSON.
     pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
-        let outcome =
-            self.instance.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_aggregate().call_snapshot(store))?;
+        let outcome = self.instance.invoke(&Call::Snapshot, |b, store| b.snapshot(store))?;
         let text = outcome.map_err(|message| self.loaded.guest_error(Call::Snapshot, message))?;
         self.loaded.accept_snapshot(&Call::Snapshot, &text)
     }
@@ -230,16 +227,14 @@ impl PluginAggregate {
     /// Replaces the state with a snapshot.
     pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
         let text = snapshot.to_string();
-        let outcome =
-            self.instance.invoke(&Call::Restore, |b, store| b.evfold_plugin_aggregate().call_restore(store, &text))?;
+        let outcome = self.instance.invoke(&Call::Restore, |b, store| b.restore(store, &text))?;
         outcome.map_err(|message| self.loaded.guest_error(Call::Restore, message))
     }
 
     /// Back to the initial state: the guest's `reset`, or a fresh instance after a trap.
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
         let loaded = &self.loaded;
-        self.instance
-            .reset(|b, store| b.evfold_plugin_aggregate().call_reset(store), &|store| loaded.instantiate(store))
+        self.instance.reset(|b, store| b.reset(store), &|store| loaded.instantiate(store))
     }
 }
 

@@ -24,6 +24,7 @@ impl WasmTarget {
 pub const PLUGINS: &[(&str, WasmTarget)] = &[
     ("counter", WasmTarget::Unknown),
     ("inventory", WasmTarget::Unknown),
+    ("legacy-counter", WasmTarget::Unknown),
     ("bank-account", WasmTarget::Unknown),
     ("bank-account-fees", WasmTarget::Unknown),
     ("balances", WasmTarget::Unknown),
