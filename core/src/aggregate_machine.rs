@@ -82,6 +82,9 @@ pub enum AggregateInput {
     Timeout,
 }
 
+// Nearly every entry is a command; boxing its context to shrink the rare query would cost an
+// allocation per command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Pending {
     Command {

@@ -70,6 +70,8 @@ impl Refusal {
 }
 
 /// What an injected event became.
+// Returned once per inject and moved, never stored in bulk: a box would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum InjectOutcome {
     /// It was appended (durably, unless the store runs buffered) as this record.

@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::shared::Shared;
 
 /// A request to one aggregate actor.
+// Nearly every message is a command; boxing its context to shrink the rare query would cost an
+// allocation per command.
+#[allow(clippy::large_enum_variant)]
 pub enum AggMsg {
     /// Execute a command.
     Command {
