@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::codec::json_len;
+use crate::decide_context::DecideContext;
 use crate::depth;
 use crate::domain::{DynAggregate, Fault};
 use crate::io::{CommandError, CommandId, Committed, Io, IoErrorKind, IoId, IoResult, Notification, Output, Snapshot};
@@ -405,7 +406,14 @@ impl AggregateMachine {
             self.reply(*id, Err(CommandError::CommandTooLarge { command_type, bytes: command_bytes, limit }));
             return true;
         }
-        let events = match self.aggregate.decide(command) {
+        // Only the machine's inputs: a replay of the journal decides in the same context.
+        let decide_context = DecideContext {
+            stream: self.stream.clone(),
+            version: speculative_version,
+            now: self.now,
+            command_context: context.clone(),
+        };
+        let events = match self.aggregate.decide(command, &decide_context) {
             Ok(Ok(events)) => events,
             Ok(Err(rejection)) => {
                 self.reply(*id, Err(CommandError::Rejected(rejection)));

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::codec::MAX_JSON_DEPTH;
+use crate::decide_context::DecideContext;
 use crate::depth::{exceeds, to_value_within, Unserializable, MAX_STATE_DEPTH};
 use crate::shape;
 use crate::types::{CommandContext, Payload, StoredEvent, StreamId};
@@ -37,10 +38,35 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
     /// Why a command was refused.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Decides a command against the current state. Pure: no IO, no clock.
+    /// Decides a command against the current state. Pure: no IO, no clock. The simple form:
+    /// what [`Aggregate::handle_with`] calls unless an aggregate overrides that.
     fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+    /// Decides a command knowing its [`DecideContext`] (stream id, version, the engine's `now`,
+    /// the caller's actor and correlation): for rules such as "this SKU only" or "stamp the
+    /// actor". What the engine calls, natively and in a plugin alike; the default ignores the
+    /// context and calls [`Aggregate::handle`]. Deterministic: the context comes from the
+    /// machine's inputs, so a replay decides the same.
+    fn handle_with(&self, command: Self::Command, context: &DecideContext) -> Result<Vec<Self::Event>, Self::Error> {
+        let _ = context;
+        self.handle(command)
+    }
     /// Folds one event into the state. Must not fail: events are facts.
     fn apply(self, event: &Self::Event) -> Self;
+    /// The error as JSON data, so it survives the plugin boundary: a typed handle then decodes
+    /// it with [`Aggregate::error_from_data`] into `ExecuteError::Domain`, as for native code.
+    /// Opt-in (the default, `None`, sends only the message); for a serde error type:
+    /// `fn error_to_data(e: &Self::Error) -> Option<Value> { evfold_core::error_to_data(e) }`.
+    fn error_to_data(error: &Self::Error) -> Option<Value> {
+        let _ = error;
+        None
+    }
+    /// The error back from [`Aggregate::error_to_data`]'s data; `None` (the default) leaves the
+    /// refusal untyped (`ExecuteError::Rejected`). For a serde error type:
+    /// `fn error_from_data(data: &Value) -> Option<Self::Error> { evfold_core::error_from_data(data) }`.
+    fn error_from_data(data: &Value) -> Option<Self::Error> {
+        let _ = data;
+        None
+    }
 }
 
 /// A read model folded from events of any stream, in store-wide order.
@@ -102,24 +128,45 @@ pub struct Rejection {
     pub message: String,
     /// The typed error, when the aggregate is native Rust (`A::Error`): hosts downcast it.
     pub error: Option<Arc<dyn Any + Send + Sync>>,
+    /// The error as JSON data ([`Aggregate::error_to_data`]), when the aggregate opted in: how a
+    /// plugin's typed error reaches the host, which decodes it with [`Aggregate::error_from_data`].
+    pub data: Option<Value>,
 }
 
 impl Rejection {
     /// A rejection carrying only a message (plugins, JSON-level code).
     pub fn message(message: impl Into<String>) -> Self {
-        Rejection { message: message.into(), error: None }
+        Rejection { message: message.into(), error: None, data: None }
+    }
+
+    /// The same rejection, carrying the error as data too.
+    pub fn with_data(mut self, data: Option<Value>) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// A typed aggregate's rejection: the message, the typed error and its data.
+    fn of<A: Aggregate>(error: A::Error) -> Self {
+        let data = A::error_to_data(&error);
+        Rejection { message: error.to_string(), error: Some(Arc::new(error)), data }
     }
 }
 
 impl fmt::Debug for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Rejection").field(&self.message).finish()
+        let mut tuple = f.debug_tuple("Rejection");
+        tuple.field(&self.message);
+        if let Some(data) = &self.data {
+            tuple.field(data);
+        }
+        tuple.finish()
     }
 }
 
+/// Equal message and data (the typed error, not comparable, is left out).
 impl PartialEq for Rejection {
     fn eq(&self, other: &Self) -> bool {
-        self.message == other.message
+        self.message == other.message && self.data == other.data
     }
 }
 
@@ -182,8 +229,9 @@ pub type Decision = Result<Vec<Payload>, Rejection>;
 pub trait DynAggregate: Send {
     /// Stream type name.
     fn aggregate_type(&self) -> &str;
-    /// Decides a command against the current state, without changing it.
-    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault>;
+    /// Decides a command against the current state, without changing it, in `context` (which
+    /// the machine builds from its inputs).
+    fn decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, Fault>;
     /// Folds events into the state, in order.
     fn apply(&mut self, events: &[Payload]) -> Result<(), Fault>;
     /// The state as JSON (what `state()` returns and snapshots store).
@@ -381,7 +429,7 @@ impl<A: Aggregate> DynAggregate for TypedAggregate<A> {
         A::AGGREGATE_TYPE
     }
 
-    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
+    fn decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, Fault> {
         // Deserializing from a `Value` recurses once per level: measure first.
         if exceeds(&command.data, MAX_JSON_DEPTH) {
             return Err(Fault::new(PayloadError::TooDeep {
@@ -390,7 +438,7 @@ impl<A: Aggregate> DynAggregate for TypedAggregate<A> {
             }));
         }
         let command: A::Command = from_payload(command)?;
-        match self.state.handle(command) {
+        match self.state.handle_with(command, context) {
             Ok(events) => {
                 let payloads: Result<Vec<Payload>, PayloadError> = events.iter().map(payload_of).collect();
                 if matches!(payloads, Err(PayloadError::TooDeep { .. })) {
@@ -399,7 +447,7 @@ impl<A: Aggregate> DynAggregate for TypedAggregate<A> {
                 }
                 Ok(Ok(payloads.map_err(Fault::new)?))
             }
-            Err(error) => Ok(Err(Rejection { message: error.to_string(), error: Some(Arc::new(error)) })),
+            Err(error) => Ok(Err(Rejection::of::<A>(error))),
         }
     }
 

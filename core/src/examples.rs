@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+
+use crate::decide_context::{error_from_data, error_to_data, DecideContext};
 use crate::domain::{Aggregate, CommandEnvelope, ProcessManager, Projection};
-use crate::types::{CommandContext, StoredEvent};
+use crate::types::{CommandContext, StoredEvent, Timestamp};
 
 /// A counter that can be incremented, decremented (not below zero) and reset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,8 +143,8 @@ pub enum BankEvent {
     },
 }
 
-/// Bank-account refusals.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Bank-account refusals (carried as data across the plugin boundary).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum BankError {
     /// Open on an open account.
     #[error("account is already open")]
@@ -185,6 +188,14 @@ impl Aggregate for BankAccount {
         }
     }
 
+    fn error_to_data(error: &BankError) -> Option<Value> {
+        error_to_data(error)
+    }
+
+    fn error_from_data(data: &Value) -> Option<BankError> {
+        error_from_data(data)
+    }
+
     fn apply(mut self, event: &BankEvent) -> Self {
         match event {
             BankEvent::Opened { owner } => self.owner = Some(owner.clone()),
@@ -193,6 +204,144 @@ impl Aggregate for BankAccount {
         }
         self.movements += 1;
         self
+    }
+}
+
+/// Stock of one SKU, the instance id of its stream: the eventfold-es inventory, whose rules
+/// read the [`DecideContext`] (this SKU only; every movement stamped with its actor and the
+/// engine's `now`) and whose typed errors cross the plugin boundary as data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Units in stock.
+    pub on_hand: u64,
+    /// The actor of the last movement.
+    pub last_actor: Option<String>,
+}
+
+/// Inventory commands: each names the SKU it means, which must be the stream's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum InventoryCommand {
+    /// Units arrived.
+    Receive {
+        /// The SKU the caller means.
+        sku: String,
+        /// Units.
+        quantity: u64,
+    },
+    /// Units leave; refused beyond the stock.
+    Ship {
+        /// The SKU the caller means.
+        sku: String,
+        /// Units.
+        quantity: u64,
+    },
+}
+
+/// Inventory events, stamped with who and when (from the decide context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum InventoryEvent {
+    /// Units arrived.
+    Received {
+        /// Units.
+        quantity: u64,
+        /// The command's actor.
+        by: String,
+        /// The engine's `now` when it was decided.
+        at: Timestamp,
+    },
+    /// Units left.
+    Shipped {
+        /// Units.
+        quantity: u64,
+        /// The command's actor.
+        by: String,
+        /// The engine's `now` when it was decided.
+        at: Timestamp,
+    },
+}
+
+/// Inventory refusals, carried as data across the plugin boundary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum InventoryError {
+    /// The command names another SKU than the stream's.
+    #[error("command for SKU {command} sent to the stream of SKU {stream}")]
+    WrongSku {
+        /// The stream's SKU.
+        stream: String,
+        /// The SKU the command names.
+        command: String,
+    },
+    /// No actor in the command's context: movements must be attributable.
+    #[error("no actor: inventory movements must name who makes them")]
+    NoActor,
+    /// A zero quantity.
+    #[error("quantity must be positive")]
+    ZeroQuantity,
+    /// A shipment above the stock.
+    #[error("insufficient stock: {available} on hand, {requested} requested")]
+    InsufficientStock {
+        /// Units on hand.
+        available: u64,
+        /// Units requested.
+        requested: u64,
+    },
+}
+
+impl Aggregate for Inventory {
+    const AGGREGATE_TYPE: &'static str = "inventory";
+    type Command = InventoryCommand;
+    type Event = InventoryEvent;
+    type Error = InventoryError;
+
+    /// Without a context nobody can be stamped: the rules need [`Aggregate::handle_with`].
+    fn handle(&self, _command: InventoryCommand) -> Result<Vec<InventoryEvent>, InventoryError> {
+        Err(InventoryError::NoActor)
+    }
+
+    fn handle_with(
+        &self,
+        command: InventoryCommand,
+        context: &DecideContext,
+    ) -> Result<Vec<InventoryEvent>, InventoryError> {
+        let (InventoryCommand::Receive { sku, quantity } | InventoryCommand::Ship { sku, quantity }) = &command;
+        if sku != context.instance_id() {
+            return Err(InventoryError::WrongSku { stream: context.instance_id().to_owned(), command: sku.clone() });
+        }
+        let by = context.actor().ok_or(InventoryError::NoActor)?.to_owned();
+        let (quantity, at) = (*quantity, context.now);
+        match command {
+            _ if quantity == 0 => Err(InventoryError::ZeroQuantity),
+            InventoryCommand::Receive { .. } => Ok(vec![InventoryEvent::Received { quantity, by, at }]),
+            InventoryCommand::Ship { .. } if quantity > self.on_hand => {
+                Err(InventoryError::InsufficientStock { available: self.on_hand, requested: quantity })
+            }
+            InventoryCommand::Ship { .. } => Ok(vec![InventoryEvent::Shipped { quantity, by, at }]),
+        }
+    }
+
+    fn apply(mut self, event: &InventoryEvent) -> Self {
+        let by = match event {
+            InventoryEvent::Received { quantity, by, .. } => {
+                self.on_hand += quantity;
+                by
+            }
+            InventoryEvent::Shipped { quantity, by, .. } => {
+                self.on_hand -= quantity;
+                by
+            }
+        };
+        self.last_actor = Some(by.clone());
+        self
+    }
+
+    fn error_to_data(error: &InventoryError) -> Option<Value> {
+        error_to_data(error)
+    }
+
+    fn error_from_data(data: &Value) -> Option<InventoryError> {
+        error_from_data(data)
     }
 }
 

@@ -38,6 +38,7 @@
 
 pub mod aggregate_machine;
 pub mod codec;
+pub mod decide_context;
 pub mod depth;
 pub mod domain;
 pub mod examples;
@@ -54,6 +55,7 @@ pub use codec::{
     decode_line, encode_append, encode_line_into, encode_record, line_continues, nul_runs_are_holes, scan_log,
     LineError, LogEnd, Scan, ScanStart, HOLE_ALIGN,
 };
+pub use decide_context::{error_from_data, error_to_data, DecideContext};
 pub use domain::{
     from_payload, into_payload, is_too_deep, to_payload, Aggregate, AggregateFactory, CommandEnvelope, Decision,
     DynAggregate, DynProcessManager, DynProjection, Fault, PayloadError, ProcessManager, Projection, Rejection,

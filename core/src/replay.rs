@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate_machine::{AggregateConfig, AggregateMachine};
+use crate::decide_context::DecideContext;
 use crate::domain::{AggregateFactory, Decision, DynAggregate, DynProcessManager, DynProjection, Fault};
 use crate::io::IoResult;
 use crate::journal::{InputRecord, Journal, JournalError, Machine, MachineSpec, OutputRecord};
@@ -462,12 +463,12 @@ impl DynAggregate for Shadow {
         self.baseline.aggregate_type()
     }
 
-    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
-        let decision = self.baseline.decide(command)?;
+    fn decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, Fault> {
+        let decision = self.baseline.decide(command, context)?;
         if self.desynced() {
             lock(&self.log).commands += 1;
         } else {
-            let candidate = self.candidate.decide(command);
+            let candidate = self.candidate.decide(command, context);
             self.compare_decisions(command, &decision, candidate);
         }
         Ok(decision)

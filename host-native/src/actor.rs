@@ -46,10 +46,11 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    /// For typed `execute` (domain errors downcast to `E`).
-    pub(crate) fn into_execute<E: std::error::Error + Send + Sync + 'static>(self) -> ExecuteError<E> {
+    /// For typed `execute` on aggregate `A`: domain errors become `A::Error`, downcast (native
+    /// code) or decoded from their data (plugins, `Aggregate::error_from_data`).
+    pub(crate) fn into_execute<A: evfold_core::Aggregate>(self) -> ExecuteError<A::Error> {
         match self {
-            Refusal::Command(e) => ExecuteError::from_command(e),
+            Refusal::Command(e) => ExecuteError::from_command_decoding(e, A::error_from_data),
             Refusal::Store(e) => ExecuteError::Store(e),
         }
     }

@@ -1,9 +1,12 @@
 //! Typed errors of the native host: store-level failures (`StoreError`) and command outcomes
 //! (`ExecuteError`, whose domain variant is the aggregate's own error type).
 
+use std::any::Any;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use evfold_core::{CommandError, ExpectedVersion, Fault, InvalidName, IoError, Rejection};
+use serde_json::Value;
 
 /// What can go wrong opening, reading or administering a store.
 #[derive(Debug, thiserror::Error)]
@@ -355,19 +358,29 @@ pub type JsonExecuteError = ExecuteError<std::convert::Infallible>;
 impl<E: std::error::Error + Send + Sync + 'static> ExecuteError<E> {
     /// Maps the core's command error, downcasting a typed rejection to `E`.
     pub fn from_command(error: CommandError) -> Self {
+        Self::from_command_decoding(error, |_| None)
+    }
+
+    /// Maps the core's command error into [`ExecuteError::Domain`] wherever the rejection holds
+    /// an `E`: the typed error of native code (downcast), else its error data decoded by
+    /// `decode` (a plugin's typed error; the typed handle passes `Aggregate::error_from_data`).
+    /// A rejection with neither stays [`ExecuteError::Rejected`].
+    pub fn from_command_decoding(error: CommandError, decode: impl FnOnce(&Value) -> Option<E>) -> Self {
         let CommandError::Rejected(rejection) = error else {
             return Self::from_untyped(error);
         };
-        let Rejection { message, error } = rejection;
-        let Some(any) = error else {
-            return ExecuteError::Rejected(Rejection { message, error: None });
-        };
-        match any.downcast::<E>() {
-            Ok(typed) => match std::sync::Arc::try_unwrap(typed) {
-                Ok(typed) => ExecuteError::Domain(typed),
-                Err(shared) => ExecuteError::Rejected(Rejection { message, error: Some(shared) }),
+        let Rejection { message, error, data } = rejection;
+        let error = match error.map(|any| any.downcast::<E>()) {
+            Some(Ok(typed)) => match Arc::try_unwrap(typed) {
+                Ok(typed) => return ExecuteError::Domain(typed),
+                Err(shared) => Some(shared as Arc<dyn Any + Send + Sync>),
             },
-            Err(other) => ExecuteError::Rejected(Rejection { message, error: Some(other) }),
+            Some(Err(other)) => Some(other),
+            None => None,
+        };
+        match data.as_ref().and_then(decode) {
+            Some(typed) => ExecuteError::Domain(typed),
+            None => ExecuteError::Rejected(Rejection { message, error, data }),
         }
     }
 }

@@ -1210,7 +1210,7 @@ impl<A: Aggregate> AggregateHandle<A> {
         self.target.send(ActorMsg::Command { command: payload, context, expected, ids: None, reply })?;
         let result = rx.instrument(span.clone()).await.map_err(|_| stopped())?;
         record_version(&span, &result);
-        result.map_err(Refusal::into_execute)
+        result.map_err(Refusal::into_execute::<A>)
     }
 
     /// Whether commands sent through this handle can still be served: false once the store is

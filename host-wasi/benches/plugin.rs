@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use evfold_core::examples::{BankAccount, BankEvent};
 use evfold_core::{
-    decode_line, encode_record, to_payload, AggregateFactory, EventRecord, IdSeed, Metadata, NewEvent, Payload,
-    Timestamp, TypedAggregateFactory,
+    decode_line, encode_record, to_payload, AggregateFactory, DecideContext, EventRecord, IdSeed, Metadata, NewEvent,
+    Payload, StreamId, Timestamp, TypedAggregateFactory,
 };
 use evfold_wasi::{Allocation, EngineOptions, Limits, PluginAggregateFactory, PluginEngine};
 use serde_json::json;
@@ -111,13 +111,14 @@ fn load_time(factory: &dyn AggregateFactory, lines: &[Vec<u8>]) -> Duration {
 fn decide_time(factory: &dyn AggregateFactory) -> Duration {
     let deposit = Payload::new("Deposit", json!({"amount": 25}));
     let overdraw = Payload::new("Withdraw", json!({"amount": 1_000_000_000}));
+    let context = DecideContext::new(StreamId::new(factory.aggregate_type(), "bench").unwrap());
     best(|| {
         let mut instance = factory.instantiate().unwrap();
         instance.apply(&[to_payload(&BankEvent::Opened { owner: "o".into() }).unwrap()]).unwrap();
         let started = Instant::now();
         for i in 0..DECIDES {
             let command = if i % 2 == 0 { &deposit } else { &overdraw };
-            black_box(instance.decide(command).unwrap()).ok();
+            black_box(instance.decide(command, &context).unwrap()).ok();
         }
         started.elapsed()
     })

@@ -6,23 +6,23 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use evfold_core::{AggregateFactory, Decision, DynAggregate, Fault, Payload, Rejection};
+use evfold_core::{AggregateFactory, DecideContext, Decision, DynAggregate, Fault, Payload, Rejection};
 use serde_json::Value;
 use wasmtime::Store;
 
 use crate::bindings::aggregate::exports::evfold::plugin::aggregate as wit;
-use crate::bindings::aggregate::{AggregatePlugin, AggregatePluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
 use crate::instance::Instance;
 use crate::json::{parse_checked, parse_payload_lines, payload_lines, write_tagged};
 use crate::sandbox::{self, Sandbox};
+use crate::versions::{AggregateBindings, AggregatePre};
 
 /// A loaded aggregate plugin, shared by its factory and every instance.
 pub(crate) struct LoadedAggregate {
     engine: Arc<EngineInner>,
     plugin: Arc<str>,
-    pre: AggregatePluginPre<Sandbox>,
+    pre: AggregatePre,
     info: PluginInfo,
     declared: BTreeSet<String>,
 }
@@ -34,12 +34,12 @@ impl LoadedAggregate {
         file_plugin: Arc<str>,
         sha256: String,
         abi_version: String,
-        pre: AggregatePluginPre<Sandbox>,
+        pre: AggregatePre,
     ) -> Result<Self, PluginError> {
         let mut store = throwaway_store(&engine, &file_plugin);
         let meta = sandbox::run(&mut store, &engine.limits, &Call::Metadata, |store| {
             let plugin = pre.instantiate(&mut *store)?;
-            plugin.evfold_plugin_aggregate().call_metadata(&mut *store)
+            plugin.metadata(&mut *store)
         })?;
         let info = PluginInfo {
             kind: PluginKind::Aggregate,
@@ -62,12 +62,12 @@ impl LoadedAggregate {
     }
 
     /// Instantiates the pre-linked component in `store`.
-    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<AggregatePlugin> {
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<AggregateBindings> {
         self.pre.instantiate(store)
     }
 
     /// A fresh instance in the initial state.
-    fn start(&self) -> Result<Instance<AggregatePlugin>, PluginError> {
+    fn start(&self) -> Result<Instance<AggregateBindings>, PluginError> {
         Instance::start(self.engine.clone(), self.plugin.clone(), &|store| self.instantiate(store))
     }
 
@@ -109,6 +109,20 @@ impl LoadedAggregate {
         })
     }
 
+    /// Parses the error data of a rejection (JSON text), within the output cap and depth limit.
+    fn accept_error_data(&self, call: &Call, text: &str) -> Result<Value, PluginError> {
+        let limits = &self.engine.limits;
+        if text.len() > limits.output_bytes {
+            let (plugin, call) = (self.plugin(), call.clone());
+            return Err(PluginError::OutputTooLarge { plugin, call, size: text.len(), limit: limits.output_bytes });
+        }
+        parse_checked(text, limits.json_depth).map_err(|problem| PluginError::BadOutput {
+            plugin: self.plugin(),
+            call: call.clone(),
+            reason: format!("rejection error data: {problem}"),
+        })
+    }
+
     fn guest_error(&self, call: Call, message: String) -> PluginError {
         PluginError::Guest { plugin: self.plugin(), call, message }
     }
@@ -132,7 +146,12 @@ impl PluginAggregateFactory {
 
     /// A new instance, typed (the trait method returns it boxed).
     pub fn instance(&self) -> Result<PluginAggregate, PluginError> {
-        Ok(PluginAggregate { instance: self.loaded.start()?, loaded: self.loaded.clone(), scratch: Vec::new() })
+        Ok(PluginAggregate {
+            instance: self.loaded.start()?,
+            loaded: self.loaded.clone(),
+            scratch: Vec::new(),
+            context_scratch: Vec::new(),
+        })
     }
 }
 
@@ -149,9 +168,11 @@ impl AggregateFactory for PluginAggregateFactory {
 /// One aggregate instance running in its own sandbox (store + component instance).
 pub struct PluginAggregate {
     loaded: Arc<LoadedAggregate>,
-    instance: Instance<AggregatePlugin>,
+    instance: Instance<AggregateBindings>,
     /// Reused buffer for the JSON text sent to the guest.
     scratch: Vec<u8>,
+    /// Reused buffer for the decide context sent with a command.
+    context_scratch: Vec<u8>,
 }
 
 impl PluginAggregate {
@@ -165,16 +186,23 @@ impl PluginAggregate {
         self.instance.is_discarded()
     }
 
-    /// Decides a command: typed error version of [`DynAggregate::decide`].
-    pub fn try_decide(&mut self, command: &Payload) -> Result<Decision, PluginError> {
+    /// Decides a command in `context`: typed error version of [`DynAggregate::decide`]. The
+    /// context crosses as JSON (`DecideContext`'s serde form), the rejection's error data back.
+    pub fn try_decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, PluginError> {
         let call = Call::Decide(command.type_name.clone());
         self.scratch.clear();
         write_tagged(&mut self.scratch, command);
         let command = std::str::from_utf8(&self.scratch).expect("serde_json writes UTF-8");
-        let outcome = self.instance.invoke(&call, |b, store| b.evfold_plugin_aggregate().call_decide(store, command));
+        self.context_scratch.clear();
+        serde_json::to_writer(&mut self.context_scratch, context).expect("a decide context serializes");
+        let context = std::str::from_utf8(&self.context_scratch).expect("serde_json writes UTF-8");
+        let outcome = self.instance.invoke(&call, |b, store| b.decide(store, command, context));
         match outcome? {
             Err(message) => Err(self.loaded.guest_error(call, message)),
-            Ok(wit::Decision::Rejected(message)) => Ok(Err(Rejection::message(message))),
+            Ok(wit::Decision::Rejected(wit::Rejection { message, error })) => {
+                let data = error.map(|text| self.loaded.accept_error_data(&call, &text)).transpose()?;
+                Ok(Err(Rejection::message(message).with_data(data)))
+            }
             Ok(wit::Decision::Accepted(events)) => Ok(Ok(self.loaded.accept(&call, &events)?)),
         }
     }
@@ -183,8 +211,7 @@ impl PluginAggregate {
     pub fn try_apply(&mut self, events: &[Payload]) -> Result<(), PluginError> {
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
             let batch = payload_lines(&mut self.scratch, chunk);
-            let outcome =
-                self.instance.invoke(&Call::Fold, |b, store| b.evfold_plugin_aggregate().call_fold(store, batch))?;
+            let outcome = self.instance.invoke(&Call::Fold, |b, store| b.fold(store, batch))?;
             outcome.map_err(|message| self.loaded.guest_error(Call::Fold, message))?;
         }
         Ok(())
@@ -192,8 +219,7 @@ impl PluginAggregate {
 
     /// The state as JSON.
     pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
-        let outcome =
-            self.instance.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_aggregate().call_snapshot(store))?;
+        let outcome = self.instance.invoke(&Call::Snapshot, |b, store| b.snapshot(store))?;
         let text = outcome.map_err(|message| self.loaded.guest_error(Call::Snapshot, message))?;
         self.loaded.accept_snapshot(&Call::Snapshot, &text)
     }
@@ -201,16 +227,14 @@ impl PluginAggregate {
     /// Replaces the state with a snapshot.
     pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
         let text = snapshot.to_string();
-        let outcome =
-            self.instance.invoke(&Call::Restore, |b, store| b.evfold_plugin_aggregate().call_restore(store, &text))?;
+        let outcome = self.instance.invoke(&Call::Restore, |b, store| b.restore(store, &text))?;
         outcome.map_err(|message| self.loaded.guest_error(Call::Restore, message))
     }
 
     /// Back to the initial state: the guest's `reset`, or a fresh instance after a trap.
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
         let loaded = &self.loaded;
-        self.instance
-            .reset(|b, store| b.evfold_plugin_aggregate().call_reset(store), &|store| loaded.instantiate(store))
+        self.instance.reset(|b, store| b.reset(store), &|store| loaded.instantiate(store))
     }
 }
 
@@ -219,8 +243,8 @@ impl DynAggregate for PluginAggregate {
         self.loaded.info.aggregate_type.as_deref().unwrap_or_default()
     }
 
-    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
-        self.try_decide(command).map_err(Fault::new)
+    fn decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, Fault> {
+        self.try_decide(command, context).map_err(Fault::new)
     }
 
     fn apply(&mut self, events: &[Payload]) -> Result<(), Fault> {

@@ -11,20 +11,19 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::aggregate::{LoadedAggregate, PluginAggregateFactory};
-use crate::bindings::{aggregate as agg_bindings, projection as proj_bindings};
+use crate::bindings::{aggregate as agg_bindings, v0_2};
 use crate::cache::{sha256_hex, ArtifactCache};
 use crate::error::{Call, PluginError};
 use crate::limits::{Allocation, EngineOptions, Limits};
 use crate::projection::{LoadedProjection, PluginProjection};
 use crate::sandbox::{self, Sandbox, Ticker};
+use crate::versions::{self, AggregatePre, ProjectionPre};
 use crate::wasi::is_linked_wasi;
 
 /// WIT package (ABI) version this host implements; plugins must export a semver-compatible one.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 /// Prefix of every export or import name of the ABI.
 const ABI_PREFIX: &str = "evfold:plugin/";
-/// Export-name versions this host accepts (`0.2.x`: patch versions only add).
-const COMPATIBLE_VERSION_PREFIX: &str = "0.2.";
 
 /// What kind of plugin a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +60,7 @@ pub struct PluginInfo {
     pub plugin_version: String,
     /// SDK version that built it (`none` for hand-written plugins).
     pub sdk_version: String,
-    /// The ABI version it exports (e.g. `0.2.0`).
+    /// The ABI version it exports (e.g. `0.3.0`).
     pub abi_version: String,
     /// SHA-256 of the file, hex: record it next to the data the plugin produced.
     pub sha256: String,
@@ -114,6 +113,9 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         agg_bindings::AggregatePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
             .map_err(engine_error)?;
+        // The host import of the previous ABI too: 0.2.0 plugins still load (`crate::versions`).
+        v0_2::aggregate::AggregatePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
+            .map_err(engine_error)?;
         let mut wasi_linker = linker.clone();
         wasmtime_wasi::p2::add_to_linker_sync(&mut wasi_linker).map_err(engine_error)?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.clone())?;
@@ -134,7 +136,7 @@ impl PluginEngine {
     pub fn load_aggregate(&self, path: impl AsRef<Path>) -> Result<PluginAggregateFactory, PluginError> {
         let checked = self.check(path.as_ref(), PluginKind::Aggregate)?;
         let pre = self.instantiate_pre(&checked)?;
-        let pre = agg_bindings::AggregatePluginPre::new(pre).map_err(|e| abi_error(&checked, &e))?;
+        let pre = AggregatePre::new(&checked.abi_version, pre).map_err(|e| abi_error(&checked, &e))?;
         let loaded =
             LoadedAggregate::load(self.inner.clone(), checked.plugin, checked.sha256, checked.abi_version, pre)?;
         Ok(PluginAggregateFactory::new(Arc::new(loaded)))
@@ -144,7 +146,7 @@ impl PluginEngine {
     pub fn load_projection(&self, path: impl AsRef<Path>) -> Result<PluginProjection, PluginError> {
         let checked = self.check(path.as_ref(), PluginKind::Projection)?;
         let pre = self.instantiate_pre(&checked)?;
-        let pre = proj_bindings::ProjectionPluginPre::new(pre).map_err(|e| abi_error(&checked, &e))?;
+        let pre = ProjectionPre::new(&checked.abi_version, pre).map_err(|e| abi_error(&checked, &e))?;
         let loaded =
             LoadedProjection::load(self.inner.clone(), checked.plugin, checked.sha256, checked.abi_version, pre)?;
         PluginProjection::new(Arc::new(loaded))
@@ -193,7 +195,7 @@ impl PluginEngine {
                 _ => None,
             }
         };
-        let supported = format!("{ABI_PREFIX}{}@{COMPATIBLE_VERSION_PREFIX}x", expected.as_str());
+        let supported = versions::supported(ABI_PREFIX, expected.as_str());
         let mismatch = || PluginError::AbiMismatch {
             plugin: plugin.to_owned(),
             found: exports.clone(),
@@ -201,7 +203,7 @@ impl PluginEngine {
         };
         let (name, kind) = exports.iter().find_map(|n| kind_of(n).map(|k| (n, k))).ok_or_else(mismatch)?;
         let version = name.split_once('@').map(|(_, v)| v.to_owned()).unwrap_or_default();
-        if !version.starts_with(COMPATIBLE_VERSION_PREFIX) {
+        if !versions::is_supported(&version) {
             return Err(mismatch());
         }
         if kind != expected {
@@ -210,9 +212,7 @@ impl PluginEngine {
         }
         for (import, _) in ty.imports(engine) {
             let evfold = import.strip_prefix(ABI_PREFIX).and_then(|rest| rest.split_once('@')).is_some_and(
-                |(interface, version)| {
-                    matches!(interface, "host" | "types") && version.starts_with(COMPATIBLE_VERSION_PREFIX)
-                },
+                |(interface, version)| matches!(interface, "host" | "types") && versions::is_supported(version),
             );
             if !evfold && !is_linked_wasi(import) {
                 return Err(PluginError::ForbiddenImport { plugin: plugin.to_owned(), import: import.to_owned() });
@@ -249,7 +249,7 @@ fn abi_error(checked: &Checked, error: &wasmtime::Error) -> PluginError {
     PluginError::AbiMismatch {
         plugin: checked.plugin.to_string(),
         found: vec![format!("{} ({error:#})", checked.abi_version)],
-        supported: format!("{ABI_PREFIX}*@{COMPATIBLE_VERSION_PREFIX}x"),
+        supported: versions::supported(ABI_PREFIX, "*"),
     }
 }
 

@@ -75,7 +75,7 @@ pub enum PluginError {
         plugin: String,
         /// The evfold interfaces the plugin exports (with versions), possibly none.
         found: Vec<String>,
-        /// What this host accepts, e.g. `evfold:plugin/aggregate@0.2.x`.
+        /// What this host accepts, e.g. `evfold:plugin/aggregate@0.3.x`.
         supported: String,
     },
     /// The plugin imports something the host does not provide (another host API, `wasi:http`,

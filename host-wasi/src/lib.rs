@@ -1,7 +1,8 @@
 //! # evfold-wasi: sandboxed WASM plugins for evfold
 //!
 //! Runs aggregates and projections written against the typed `evfold_core` traits and built as
-//! WebAssembly components (`plugins/sdk`, WIT package `evfold:plugin@0.2.0`) inside wasmtime,
+//! WebAssembly components (`plugins/sdk`, WIT package `evfold:plugin@0.3.0`; plugins built
+//! against 0.2.0 still load, without the decide context) inside wasmtime,
 //! behind the core's object-safe traits: a plugin aggregate is an
 //! [`evfold_core::AggregateFactory`], a plugin projection an [`evfold_core::DynProjection`], so
 //! every store runs them exactly like native ones.
@@ -52,6 +53,7 @@ mod limits;
 mod native;
 mod projection;
 mod sandbox;
+mod versions;
 mod wasi;
 
 pub use aggregate::{PluginAggregate, PluginAggregateFactory};

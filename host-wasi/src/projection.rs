@@ -7,18 +7,18 @@ use evfold_core::{DynProjection, Fault, StoredEvent};
 use serde_json::Value;
 use wasmtime::Store;
 
-use crate::bindings::projection::{ProjectionPlugin, ProjectionPluginPre};
 use crate::engine::{throwaway_store, EngineInner, PluginInfo, PluginKind};
 use crate::error::{Call, PluginError};
 use crate::instance::Instance;
 use crate::json::{parse_checked, stored_lines};
 use crate::sandbox::{self, Sandbox};
+use crate::versions::{ProjectionBindings, ProjectionPre};
 
 /// A loaded projection plugin.
 pub(crate) struct LoadedProjection {
     engine: Arc<EngineInner>,
     plugin: Arc<str>,
-    pre: ProjectionPluginPre<Sandbox>,
+    pre: ProjectionPre,
     info: PluginInfo,
 }
 
@@ -29,12 +29,12 @@ impl LoadedProjection {
         file_plugin: Arc<str>,
         sha256: String,
         abi_version: String,
-        pre: ProjectionPluginPre<Sandbox>,
+        pre: ProjectionPre,
     ) -> Result<Self, PluginError> {
         let mut store = throwaway_store(&engine, &file_plugin);
         let meta = sandbox::run(&mut store, &engine.limits, &Call::Metadata, |store| {
             let plugin = pre.instantiate(&mut *store)?;
-            plugin.evfold_plugin_projection().call_metadata(&mut *store)
+            plugin.metadata(&mut *store)
         })?;
         let info = PluginInfo {
             kind: PluginKind::Projection,
@@ -56,12 +56,12 @@ impl LoadedProjection {
     }
 
     /// Instantiates the pre-linked component in `store`.
-    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<ProjectionPlugin> {
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<ProjectionBindings> {
         self.pre.instantiate(store)
     }
 
     /// A fresh instance with the empty read model.
-    fn start(&self) -> Result<Instance<ProjectionPlugin>, PluginError> {
+    fn start(&self) -> Result<Instance<ProjectionBindings>, PluginError> {
         Instance::start(self.engine.clone(), self.plugin.clone(), &|store| self.instantiate(store))
     }
 
@@ -83,7 +83,7 @@ impl LoadedProjection {
 /// A projection running in a sandbox.
 pub struct PluginProjection {
     loaded: Arc<LoadedProjection>,
-    instance: Instance<ProjectionPlugin>,
+    instance: Instance<ProjectionBindings>,
     /// Reused buffer for the JSONL batches sent to the guest.
     scratch: Vec<u8>,
 }
@@ -112,8 +112,7 @@ impl PluginProjection {
     pub fn try_apply(&mut self, events: &[StoredEvent]) -> Result<(), PluginError> {
         for chunk in events.chunks(self.loaded.engine.limits.fold_chunk.max(1)) {
             let batch = stored_lines(&mut self.scratch, chunk);
-            let outcome =
-                self.instance.invoke(&Call::Apply, |b, store| b.evfold_plugin_projection().call_apply(store, batch))?;
+            let outcome = self.instance.invoke(&Call::Apply, |b, store| b.apply(store, batch))?;
             self.guest_result(Call::Apply, outcome)?;
         }
         Ok(())
@@ -121,8 +120,7 @@ impl PluginProjection {
 
     /// The read model as JSON.
     pub fn try_snapshot(&mut self) -> Result<Value, PluginError> {
-        let outcome =
-            self.instance.invoke(&Call::Snapshot, |b, store| b.evfold_plugin_projection().call_snapshot(store))?;
+        let outcome = self.instance.invoke(&Call::Snapshot, |b, store| b.snapshot(store))?;
         let text = self.guest_result(Call::Snapshot, outcome)?;
         self.loaded.accept_json(&Call::Snapshot, &text)
     }
@@ -130,23 +128,20 @@ impl PluginProjection {
     /// Replaces the read model.
     pub fn try_restore(&mut self, snapshot: &Value) -> Result<(), PluginError> {
         let text = snapshot.to_string();
-        let outcome =
-            self.instance.invoke(&Call::Restore, |b, store| b.evfold_plugin_projection().call_restore(store, &text))?;
+        let outcome = self.instance.invoke(&Call::Restore, |b, store| b.restore(store, &text))?;
         self.guest_result(Call::Restore, outcome)
     }
 
     /// Back to the empty read model (a fresh instance after a trap).
     pub fn try_reset(&mut self) -> Result<(), PluginError> {
         let loaded = &self.loaded;
-        self.instance
-            .reset(|b, store| b.evfold_plugin_projection().call_reset(store), &|store| loaded.instantiate(store))
+        self.instance.reset(|b, store| b.reset(store), &|store| loaded.instantiate(store))
     }
 
     /// Reads part of the read model: `pointer` is a JSON pointer (RFC 6901; `""` = all of it).
     /// Absent parts read as `null`.
     pub fn query(&mut self, pointer: &str) -> Result<Value, PluginError> {
-        let outcome =
-            self.instance.invoke(&Call::Query, |b, store| b.evfold_plugin_projection().call_query(store, pointer))?;
+        let outcome = self.instance.invoke(&Call::Query, |b, store| b.query(store, pointer))?;
         let text = self.guest_result(Call::Query, outcome)?;
         self.loaded.accept_json(&Call::Query, &text)
     }

@@ -112,6 +112,23 @@ impl Host for Sandbox {
     }
 }
 
+/// The previous ABI's (0.2.0) `types` and `host` imports: the same log.
+impl crate::bindings::v0_2::aggregate::evfold::plugin::types::Host for Sandbox {}
+
+impl crate::bindings::v0_2::aggregate::evfold::plugin::host::Host for Sandbox {
+    fn log(&mut self, level: crate::bindings::v0_2::aggregate::evfold::plugin::host::Level, message: String) {
+        use crate::bindings::v0_2::aggregate::evfold::plugin::host::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        Host::log(self, level, message);
+    }
+}
+
 /// A new store for one instance: limiter installed (fuel and the epoch deadline are set per call).
 pub(crate) fn new_store(engine: &wasmtime::Engine, plugin: Arc<str>, limits: &Limits) -> Store<Sandbox> {
     let mut store = Store::new(engine, Sandbox::new(plugin, limits));

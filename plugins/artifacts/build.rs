@@ -23,9 +23,15 @@ const NO_TOOLCHAIN: i32 = 3;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.join("../..").canonicalize().expect("the workspace root exists");
-    for watched in
-        ["plugins/examples", "plugins/sdk", "plugins/wit", "core/src", "core/Cargo.toml", "scripts/wasm-cargo"]
-    {
+    for watched in [
+        "plugins/examples",
+        "plugins/sdk",
+        "plugins/wit",
+        "plugins/wit-0.2.0",
+        "core/src",
+        "core/Cargo.toml",
+        "scripts/wasm-cargo",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=EVFOLD_WASM_TARGET_DIR");

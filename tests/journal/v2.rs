@@ -2,7 +2,7 @@
 //! a JSON-level one (as a plugin would be) that renamed an event.
 
 use evfold_core::examples::{BankAccount, BankCommand, BankError, BankEvent};
-use evfold_core::{Aggregate, AggregateFactory, Decision, DynAggregate, Fault, Payload, TypedAggregate};
+use evfold_core::{Aggregate, AggregateFactory, DecideContext, Decision, DynAggregate, Fault, Payload, TypedAggregate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -83,8 +83,8 @@ impl DynAggregate for RenamedEvents {
     fn aggregate_type(&self) -> &str {
         self.0.aggregate_type()
     }
-    fn decide(&mut self, command: &Payload) -> Result<Decision, Fault> {
-        self.0.decide(command)
+    fn decide(&mut self, command: &Payload, context: &DecideContext) -> Result<Decision, Fault> {
+        self.0.decide(command, context)
     }
     fn apply(&mut self, events: &[Payload]) -> Result<(), Fault> {
         if let Some(old) = events.iter().find(|e| e.type_name == "Deposited") {

@@ -2,6 +2,7 @@
 //! machine traces pinned by insta, and the example aggregates end to end on the in-memory driver.
 
 mod codec;
+mod context;
 mod damage;
 mod depth;
 mod machines;

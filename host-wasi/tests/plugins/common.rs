@@ -1,14 +1,14 @@
 //! Shared helpers of the plugin tests: where the built plugins are, a deterministic PRNG, the
-//! bank scenario, and log encoding.
+//! bank scenario, a decide context for driving instances by hand, and log encoding.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use evfold_core::examples::{BankAccount, BankCommand};
+use evfold_core::examples::{BankAccount, BankCommand, InventoryCommand};
 use evfold_core::memory::MemoryStore;
-use evfold_core::{encode_record, CommandContext, CommandError, Committed, StreamId};
+use evfold_core::{encode_record, CommandContext, CommandError, Committed, DecideContext, StreamId};
 use evfold_wasi::{Limits, PluginEngine};
 
 /// Directory of the example plugins: built by cargo (`evfold-plugin-artifacts`), or
@@ -26,6 +26,11 @@ pub fn plugin(name: &str) -> PathBuf {
 pub fn engine() -> &'static PluginEngine {
     static ENGINE: OnceLock<PluginEngine> = OnceLock::new();
     ENGINE.get_or_init(|| PluginEngine::new(Limits::default()).expect("engine"))
+}
+
+/// A decide context for driving a plugin instance by hand (stream `test/t`, version and `now` 0).
+pub fn decide_context() -> DecideContext {
+    DecideContext::new(StreamId::new("test", "t").expect("valid"))
 }
 
 /// xorshift64*: deterministic test input without a dependency.
@@ -62,6 +67,32 @@ pub fn bank_scenario(seed: u64, n: usize, accounts: usize) -> Vec<(String, BankC
             let open_first = rng.below(4) == 0 && account != format!("acc-{accounts}");
             let command = if open_first { BankCommand::Open { owner: account.clone() } } else { command };
             (account, command)
+        })
+        .collect()
+}
+
+/// One inventory command: the stream's SKU, the command, its actor.
+pub type InventoryStep = (String, InventoryCommand, Option<String>);
+
+/// `n` inventory commands over `skus` SKUs, the eventfold-es scenario: receipts and shipments
+/// (many beyond the stock), zero quantities, commands naming another SKU than their stream's,
+/// commands without an actor.
+pub fn inventory_scenario(seed: u64, n: usize, skus: usize) -> Vec<InventoryStep> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            let stream = format!("sku-{}", rng.below(skus as u64));
+            let named = if rng.below(12) == 0 { format!("sku-{}", rng.below(skus as u64 + 3)) } else { stream.clone() };
+            let quantity = rng.below(6) * 5; // 0 sometimes
+            let command = match rng.below(2) {
+                0 => InventoryCommand::Receive { sku: named, quantity },
+                _ => InventoryCommand::Ship { sku: named, quantity: quantity * 2 },
+            };
+            let actor = match rng.below(15) {
+                0 => None,
+                k => Some(format!("clerk-{}", k % 4)),
+            };
+            (stream, command, actor)
         })
         .collect()
 }

@@ -8,7 +8,7 @@ mod native_store;
 
 use std::time::{Duration, Instant};
 
-use common::{bank_scenario, encoded_logs, engine, plugin, run_bank};
+use common::{bank_scenario, decide_context, encoded_logs, engine, plugin, run_bank};
 use evfold_core::examples::{Balances, BankAccount, Counter, CounterCommand};
 use evfold_core::memory::MemoryStore;
 use evfold_core::{CommandContext, CommandEnvelope, CommandError, DynAggregate, ExpectedVersion, Payload, StreamId};
@@ -63,7 +63,7 @@ fn plugin_metadata_lists_the_typed_enums() {
     assert_eq!(info.kind, PluginKind::Aggregate);
     assert_eq!(
         (info.name.as_str(), info.plugin_version.as_str(), info.abi_version.as_str()),
-        ("bank-account", "0.1.0", "0.2.0")
+        ("bank-account", "0.1.0", "0.3.0")
     );
     assert_eq!(info.aggregate_type.as_deref(), Some("bank-account"));
     assert_eq!(info.event_types, ["Opened", "Deposited", "Withdrew", "TransferredOut"]);
@@ -133,7 +133,7 @@ fn hostile_plugin_errors_are_typed_bounded_and_healthy_aggregates_keep_serving()
         .unwrap();
     hostile(&mut store, "h1", "Increment").0.unwrap();
 
-    let cases: [(&str, Expectation); 8] = [
+    let cases: [(&str, Expectation); 9] = [
         ("Loop", |e| matches!(e, PluginError::OutOfFuel { .. })),
         ("Bomb", |e| matches!(e, PluginError::MemoryLimit { .. })),
         ("Recurse", |e| matches!(e, PluginError::StackOverflow { .. })),
@@ -144,6 +144,10 @@ fn hostile_plugin_errors_are_typed_bounded_and_healthy_aggregates_keep_serving()
         ("Huge", |e| matches!(e, PluginError::OutputTooLarge { size, .. } if *size > 20 << 20)),
         ("BadJson", |e| matches!(e, PluginError::BadOutput { reason, .. } if reason.contains("invalid JSON"))),
         ("Deep", |e| matches!(e, PluginError::BadOutput { reason, .. } if reason.contains("deeper"))),
+        (
+            "BadErrorData",
+            |e| matches!(e, PluginError::BadOutput { reason, .. } if reason.starts_with("rejection error data")),
+        ),
         (
             "Undeclared",
             |e| matches!(e, PluginError::UndeclaredEventType { event_type, .. } if event_type == "Surprise"),
@@ -168,7 +172,7 @@ fn hostile_plugin_errors_are_typed_bounded_and_healthy_aggregates_keep_serving()
     }
     assert_eq!(store.state::<BankAccount>("healthy").unwrap().balance, deposits);
     let (version, state) = store.state_json(&StreamId::new("hostile", "h1").unwrap()).unwrap();
-    assert_eq!((version, state), (9, json!({"value": 9})));
+    assert_eq!((version, state), (10, json!({"value": 10})));
     assert!(peak_rss_bytes() < 1 << 30, "peak RSS {} bytes", peak_rss_bytes());
 }
 
@@ -198,7 +202,7 @@ fn a_trap_discards_only_its_own_instance() {
     let increment = Payload::new("Incremented", Value::Null);
     a.try_apply(&[increment.clone(), increment.clone()]).unwrap();
     b.try_apply(std::slice::from_ref(&increment)).unwrap();
-    let error = a.try_decide(&Payload::new("Panic", Value::Null)).unwrap_err();
+    let error = a.try_decide(&Payload::new("Panic", Value::Null), &decide_context()).unwrap_err();
     assert!(matches!(error, PluginError::Trap { .. }), "{error:?}");
     assert!(a.is_discarded());
     assert!(matches!(a.try_snapshot(), Err(PluginError::Discarded { .. })));
@@ -213,7 +217,7 @@ fn the_fuel_budget_is_configurable_and_exact() {
     let mut hostile = engine.load_aggregate(plugin("hostile")).unwrap().instance().unwrap();
     for _ in 0..3 {
         let started = Instant::now();
-        let error = hostile.try_decide(&Payload::new("Loop", Value::Null)).unwrap_err();
+        let error = hostile.try_decide(&Payload::new("Loop", Value::Null), &decide_context()).unwrap_err();
         assert!(matches!(error, PluginError::OutOfFuel { fuel: 1_000_000, .. }), "{error:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         hostile.try_reset().unwrap();
@@ -221,7 +225,37 @@ fn the_fuel_budget_is_configurable_and_exact() {
     // A normal command fits easily in the same budget.
     let mut bank = engine.load_aggregate(plugin("bank-account")).unwrap().instance().unwrap();
     let open = Payload::new("Open", json!({"owner": "o"}));
-    assert_eq!(bank.try_decide(&open).unwrap().unwrap().len(), 1);
+    assert_eq!(bank.try_decide(&open, &decide_context()).unwrap().unwrap().len(), 1);
+}
+
+/// A plugin built against the previous ABI (0.2.0: no decide context, message-only rejections)
+/// still loads and serves exactly like the native aggregate it implements.
+#[test]
+fn abi_0_2_0_plugins_still_load_and_decide_like_native_code() {
+    let legacy = engine().load_aggregate(plugin("legacy-counter")).unwrap();
+    assert_eq!((legacy.info().abi_version.as_str(), legacy.info().name.as_str()), ("0.2.0", "legacy-counter"));
+    let (mut native, mut plugin_store) = (MemoryStore::new(), MemoryStore::new());
+    native.register::<Counter>();
+    plugin_store.register_factory(Box::new(legacy));
+    let script = [
+        ("c1", CounterCommand::Decrement),
+        ("c1", CounterCommand::Increment),
+        ("c1", CounterCommand::Increment),
+        ("c2", CounterCommand::Reset),
+        ("c1", CounterCommand::Decrement),
+        ("c1", CounterCommand::Reset),
+        ("c1", CounterCommand::Decrement),
+    ];
+    let run = |store: &mut MemoryStore| -> Vec<_> {
+        let context = || CommandContext::default().with_actor("legacy");
+        script.iter().map(|(id, command)| store.execute::<Counter>(id, command.clone(), context())).collect()
+    };
+    let (native_results, plugin_results) = (run(&mut native), run(&mut plugin_store));
+    assert_eq!(native_results, plugin_results);
+    assert_eq!(native_results.iter().filter(|r| matches!(r, Err(CommandError::Rejected(_)))).count(), 2);
+    assert_eq!(encoded_logs(&native), encoded_logs(&plugin_store));
+    let stream = StreamId::new("counter", "c1").unwrap();
+    assert_eq!(native.state_json(&stream).unwrap(), plugin_store.state_json(&stream).unwrap());
 }
 
 #[test]
@@ -231,7 +265,7 @@ fn wrong_abi_version_is_refused_at_load() {
         PluginError::AbiMismatch { plugin, found, supported } => {
             assert_eq!(plugin, "wrong-abi");
             assert!(found.iter().any(|f| f.contains("@0.1.0")), "{found:?}");
-            assert!(supported.contains("0.2."), "{supported}");
+            assert!(supported.contains("0.3."), "{supported}");
         }
         other => panic!("expected AbiMismatch, got {other:?}"),
     }

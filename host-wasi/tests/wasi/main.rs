@@ -9,14 +9,15 @@ mod recorder;
 
 use std::time::{Duration, Instant};
 
-use common::{engine, plugin};
+use common::{decide_context, engine, plugin};
 use evfold_core::Payload;
 use evfold_wasi::{EngineOptions, Grants, Limits, PluginAggregate, PluginEngine, PluginError};
 use serde_json::{json, Value};
 
 /// Decides one command on a fresh `wasi-probe` instance of `engine`; returns the one event's data.
 fn decide(instance: &mut PluginAggregate, command: &str, data: Value) -> Result<Value, PluginError> {
-    let events = instance.try_decide(&Payload::new(command, data))?.expect("wasi-probe never rejects");
+    let events =
+        instance.try_decide(&Payload::new(command, data), &decide_context())?.expect("wasi-probe never rejects");
     assert_eq!(events.len(), 1, "{events:?}");
     Ok(events[0].data.clone())
 }
@@ -205,7 +206,7 @@ fn the_wall_clock_backstop_stops_an_endless_loop_that_fuel_would_not() {
     let mut healthy = engine.load_aggregate(plugin("bank-account")).unwrap().instance().unwrap();
     for _ in 0..2 {
         let started = Instant::now();
-        let error = hostile.try_decide(&Payload::new("Loop", Value::Null)).unwrap_err();
+        let error = hostile.try_decide(&Payload::new("Loop", Value::Null), &decide_context()).unwrap_err();
         let took = started.elapsed();
         assert!(matches!(&error, PluginError::WallClockTimeout { limit: l, .. } if *l == limit), "{error:?}");
         assert!(error.to_string().contains("not deterministic"), "{error}");
@@ -213,9 +214,12 @@ fn the_wall_clock_backstop_stops_an_endless_loop_that_fuel_would_not() {
         eprintln!("wall-clock timeout after {took:?} (limit {limit:?})");
         // The engine and other instances keep serving; the trapped one is rebuilt.
         let open = Payload::new("Open", json!({"owner": "o"}));
-        assert_eq!(healthy.try_decide(&open).unwrap().unwrap().len(), 1);
+        assert_eq!(healthy.try_decide(&open, &decide_context()).unwrap().unwrap().len(), 1);
         hostile.try_reset().unwrap();
-        assert_eq!(hostile.try_decide(&Payload::new("Increment", Value::Null)).unwrap().unwrap().len(), 1);
+        assert_eq!(
+            hostile.try_decide(&Payload::new("Increment", Value::Null), &decide_context()).unwrap().unwrap().len(),
+            1
+        );
     }
     // No engine without a limit runs a ticker; the last owner's drop stops this one.
     drop((hostile, healthy, engine));

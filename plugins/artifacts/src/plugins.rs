@@ -23,6 +23,8 @@ impl WasmTarget {
 /// Every plugin crate of the `plugins/examples` workspace: (package name, target).
 pub const PLUGINS: &[(&str, WasmTarget)] = &[
     ("counter", WasmTarget::Unknown),
+    ("inventory", WasmTarget::Unknown),
+    ("legacy-counter", WasmTarget::Unknown),
     ("bank-account", WasmTarget::Unknown),
     ("bank-account-fees", WasmTarget::Unknown),
     ("balances", WasmTarget::Unknown),

@@ -5,9 +5,9 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-use evfold_core::Aggregate;
+use evfold_core::{Aggregate, DecideContext};
 
-use crate::bindings::aggregate::exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest};
+use crate::bindings::aggregate::exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest, Rejection};
 use crate::host::install_panic_hook;
 use crate::probe::variant_names;
 
@@ -47,6 +47,17 @@ pub(crate) fn parse_command<T: serde::de::DeserializeOwned>(text: &str) -> Resul
     serde_json::from_str(text).map_err(|e| format!("command: {e}"))
 }
 
+/// Parses the decide context the host sends with every command (`DecideContext`'s serde form).
+pub(crate) fn parse_context(text: &str) -> Result<DecideContext, String> {
+    serde_json::from_str(text).map_err(|e| format!("decide context: {e}"))
+}
+
+/// A domain error as the WIT rejection: its message, and its data when the aggregate opted in
+/// (`Aggregate::error_to_data`), so the host's typed handle can decode it.
+pub(crate) fn rejection<A: Aggregate>(error: &A::Error) -> Rejection {
+    Rejection { message: error.to_string(), error: A::error_to_data(error).map(|data| data.to_string()) }
+}
+
 /// Serializes events as JSONL (one tagged object per line), the form `decide` returns them in.
 pub(crate) fn to_jsonl<T: serde::Serialize>(events: &[T]) -> Result<String, String> {
     let mut out = Vec::with_capacity(64 * events.len());
@@ -82,12 +93,13 @@ impl<P: AggregatePlugin> Guest for AggregateExport<P> {
         }
     }
 
-    fn decide(command: String) -> Result<Decision, String> {
+    fn decide(command: String, context: String) -> Result<Decision, String> {
         install_panic_hook();
         let command = parse_command(&command)?;
-        match with_state::<P::Aggregate, _>(|state| state.handle(command)) {
+        let context = parse_context(&context)?;
+        match with_state::<P::Aggregate, _>(|state| state.handle_with(command, &context)) {
             Ok(events) => Ok(Decision::Accepted(to_jsonl(&events)?)),
-            Err(error) => Ok(Decision::Rejected(error.to_string())),
+            Err(error) => Ok(Decision::Rejected(rejection::<P::Aggregate>(&error))),
         }
     }
 
@@ -120,10 +132,31 @@ impl<P: AggregatePlugin> Guest for AggregateExport<P> {
 
 #[cfg(test)]
 mod tests {
-    use evfold_core::examples::{BankCommand, BankEvent, CounterEvent};
-    use evfold_core::to_payload;
+    use evfold_core::examples::{BankAccount, BankCommand, BankError, BankEvent, Counter, CounterError, CounterEvent};
+    use evfold_core::{to_payload, CommandContext, DecideContext, StreamId, Timestamp};
 
-    use super::{for_each_event, parse_command, to_jsonl};
+    use super::{for_each_event, parse_command, parse_context, rejection, to_jsonl};
+
+    #[test]
+    fn the_context_the_host_serializes_parses_back_equal() {
+        let context = DecideContext {
+            version: 3,
+            now: Timestamp(42),
+            command_context: CommandContext::default().with_actor("ada"),
+            ..DecideContext::new(StreamId::new("bank-account", "a").unwrap())
+        };
+        assert_eq!(parse_context(&serde_json::to_string(&context).unwrap()).unwrap(), context);
+        assert!(parse_context("{}").unwrap_err().starts_with("decide context: "));
+    }
+
+    #[test]
+    fn a_rejection_carries_the_error_as_data_only_when_the_aggregate_opted_in() {
+        let bank = rejection::<BankAccount>(&BankError::InsufficientFunds { balance: 1, requested: 2 });
+        assert_eq!(bank.message, "insufficient funds: balance 1, requested 2");
+        assert_eq!(bank.error.as_deref(), Some(r#"{"InsufficientFunds":{"balance":1,"requested":2}}"#));
+        let counter = rejection::<Counter>(&CounterError::AtZero);
+        assert_eq!((counter.message.as_str(), counter.error), ("counter is already at zero", None));
+    }
 
     #[test]
     fn events_cross_as_tagged_jsonl_that_matches_the_core_payload_form() {

@@ -11,7 +11,7 @@
 //! ```
 //! Build for `wasm32-unknown-unknown` and componentize (the project's
 //! `scripts/build-plugins.sh` does both); the host (`evfold-wasi`) loads the `.wasm`. The SDK
-//! implements the WIT package `evfold:plugin@0.2.0` (`plugins/wit/evfold-plugin.wit`): all ABI code
+//! implements the WIT package `evfold:plugin@0.3.0` (`plugins/wit/evfold-plugin.wit`): all ABI code
 //! is generated here, nothing of it shows in plugin code.
 //!
 //! Rules for plugin code (see `docs/plugins.md`): commands and events are adjacently tagged serde
@@ -37,12 +37,12 @@ pub use projection::{ProjectionExport, ProjectionPlugin};
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of the WIT package (`evfold:plugin@...`) this SDK implements.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
-/// Generated bindings for the two worlds of `evfold:plugin@0.2.0`. Not for plugin code.
+/// Generated bindings for the two worlds of `evfold:plugin@0.3.0`. Not for plugin code.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings {
@@ -50,7 +50,7 @@ pub mod bindings {
     pub mod aggregate {
         wit_bindgen::generate!({
             path: "../wit",
-            world: "evfold:plugin/aggregate-plugin@0.2.0",
+            world: "evfold:plugin/aggregate-plugin@0.3.0",
             pub_export_macro: true,
             export_macro_name: "__export_aggregate_world",
             runtime_path: "::evfold_plugin_sdk::__wit_bindgen::rt",
@@ -60,12 +60,12 @@ pub mod bindings {
     pub mod projection {
         wit_bindgen::generate!({
             path: "../wit",
-            world: "evfold:plugin/projection-plugin@0.2.0",
+            world: "evfold:plugin/projection-plugin@0.3.0",
             pub_export_macro: true,
             export_macro_name: "__export_projection_world",
             runtime_path: "::evfold_plugin_sdk::__wit_bindgen::rt",
             with: {
-                "evfold:plugin/host@0.2.0": crate::bindings::aggregate::evfold::plugin::host,
+                "evfold:plugin/host@0.3.0": crate::bindings::aggregate::evfold::plugin::host,
             },
         });
     }

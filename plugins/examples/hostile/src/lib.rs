@@ -3,7 +3,8 @@
 //! `Increment` (healthy), `Loop` (infinite loop), `Bomb` (allocates without end), `Recurse`
 //! (unbounded recursion), `Panic`, `Huge` (an event of 20 MiB), `BadJson` (event data that is not
 //! JSON), `Deep` (event data nested 100,000 levels), `Undeclared` (an event type the metadata
-//! does not declare), `Chatty` (logs 4 MiB).
+//! does not declare), `Chatty` (logs 4 MiB), `BadErrorData` (a rejection whose error data is not
+//! JSON).
 
 #![allow(unsafe_code, missing_docs)]
 
@@ -12,11 +13,11 @@ use std::hint::black_box;
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "evfold:plugin/aggregate-plugin@0.2.0",
+    world: "evfold:plugin/aggregate-plugin@0.3.0",
 });
 
 use evfold::plugin::host::{log, Level};
-use exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest};
+use exports::evfold::plugin::aggregate::{AggregateInfo, Decision, Guest, Rejection};
 
 thread_local! {
     static VALUE: Cell<u64> = const { Cell::new(0) };
@@ -91,18 +92,19 @@ impl Guest for Hostile {
                 "Deep",
                 "Undeclared",
                 "Chatty",
+                "BadErrorData",
             ]
             .map(String::from)
             .to_vec(),
         }
     }
 
-    fn decide(command: String) -> Result<Decision, String> {
+    fn decide(command: String, _context: String) -> Result<Decision, String> {
         match type_of(&command)?.as_str() {
             "Increment" => event("Incremented", "null".into()),
             "Loop" => spin(),
             "Bomb" => bomb(),
-            "Recurse" => Ok(Decision::Rejected(recurse(0).to_string())),
+            "Recurse" => Ok(Decision::Rejected(Rejection { message: recurse(0).to_string(), error: None })),
             "Panic" => {
                 // Reports the message like the SDK's hook does, so the host can name it.
                 std::panic::set_hook(Box::new(|info| log(Level::Error, &format!("panicked: {info}"))));
@@ -118,6 +120,9 @@ impl Guest for Hostile {
                     log(Level::Info, &line);
                 }
                 event("Incremented", "null".into())
+            }
+            "BadErrorData" => {
+                Ok(Decision::Rejected(Rejection { message: "refused".into(), error: Some("{not json".into()) }))
             }
             other => Err(format!("unknown command {other}")),
         }
