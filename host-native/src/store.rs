@@ -781,10 +781,7 @@ impl AggregateStore {
     /// The highest position readers may see (every event at or below it is durable). Builds
     /// the store-wide index on first use; 0 (and an error in the log) if a log cannot be read.
     pub fn durable_position(&self) -> u64 {
-        self.inner.ledger.watermark().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot build the store-wide index");
-            0
-        })
+        durable_position_of(&self.inner)
     }
 
     /// Appends a pre-validated event (relay sync) to `aggregate_type/id`, unless an event with
@@ -1001,10 +998,18 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic".into())
 }
 
+/// [`AggregateStore::durable_position`] of a store's state.
+fn durable_position_of(inner: &Inner) -> u64 {
+    inner.ledger.watermark().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build the store-wide index");
+        0
+    })
+}
+
 /// [`AggregateStore::metrics`] of a store's state.
 pub(crate) fn metrics_of(inner: &Inner) -> crate::StoreMetrics {
     use std::sync::atomic::Ordering::Relaxed;
-    let durable_position = inner.ledger.watermark().unwrap_or(0);
+    let durable_position = durable_position_of(inner);
     let readers: Vec<crate::ReaderLag> = inner
         .readers
         .get()

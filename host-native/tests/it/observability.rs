@@ -45,12 +45,9 @@ async fn metrics_count_commands_and_latencies_and_show_reader_lag() {
 async fn the_trace_context_follows_a_command_through_a_process_manager() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path()).await;
-    for id in ["a", "b"] {
-        let account = store.get::<BankAccount>(id).await.unwrap();
-        account.execute(BankCommand::Open { owner: id.into() }, ctx()).await.unwrap();
-    }
+    common::open_account(&store, "a", 9).await;
+    common::open_account(&store, "b", 0).await;
     let a = store.get::<BankAccount>("a").await.unwrap();
-    a.execute(BankCommand::Deposit { amount: 9 }, ctx()).await.unwrap();
     let traced = CommandContext::default().with_actor("ada").with_traceparent(TRACE);
     a.execute(BankCommand::TransferOut { to: "b".into(), amount: 4 }, traced).await.unwrap();
     store.run_process_managers().await.unwrap();

@@ -5,19 +5,11 @@
 
 use std::time::Duration;
 
-use crate::common::{self, ctx};
+use crate::common::{self, ctx, open_account};
 use evfold_core::examples::{BankAccount, BankCommand, BankError, Transfers};
 use evfold_core::{CommandContext, EventRecord};
 use evfold_native::{verify_store, AggregateStore, ExecuteError, StoreError};
 use serde_json::json;
-
-async fn open_account(store: &AggregateStore, id: &str, amount: u64) {
-    let account = store.get::<BankAccount>(id).await.unwrap();
-    account.execute(BankCommand::Open { owner: id.into() }, ctx()).await.unwrap();
-    if amount > 0 {
-        account.execute(BankCommand::Deposit { amount }, ctx()).await.unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventfold_es_context_metadata_and_source_device_reach_every_event() {

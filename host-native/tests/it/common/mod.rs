@@ -20,6 +20,16 @@ pub async fn open(dir: &Path) -> AggregateStore {
     builder(dir).open().await.expect("store opens")
 }
 
+/// Opens bank account `id` (owner `id`) and deposits `amount` into it when it is not 0.
+pub async fn open_account(store: &AggregateStore, id: &str, amount: u64) {
+    use evfold_core::examples::BankCommand;
+    let account = store.get::<BankAccount>(id).await.unwrap();
+    account.execute(BankCommand::Open { owner: id.into() }, ctx()).await.unwrap();
+    if amount > 0 {
+        account.execute(BankCommand::Deposit { amount }, ctx()).await.unwrap();
+    }
+}
+
 /// The context used by tests.
 pub fn ctx() -> evfold_core::CommandContext {
     evfold_core::CommandContext::default().with_actor("test")
