@@ -22,11 +22,24 @@ if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
 fi
 mkdir -p "$target_dir"
-for t in "${targets[@]}"; do
-  if [ "$t" = plugin_output ] && [ ! -f ../host-wasi/src/json.rs ]; then
-    echo "==> skip plugin_output: host-wasi/src/json.rs (the plugin output decoder) is not in this tree"
-    continue
+# Build every target first, in one cargo invocation, so that a build failure (a full disk, a
+# compile error) is reported as one and never as a crash the fuzzer found.
+build_log="$target_dir/fuzz-build.log"
+echo "==> cargo fuzz build (${#targets[@]} targets)"
+build() {
+  if [ $# -eq 0 ]; then
+    cargo fuzz build --target-dir "$target_dir"
+  else
+    for t in "$@"; do cargo fuzz build --target-dir "$target_dir" "$t" || return 1; done
   fi
+}
+if ! build "$@" >"$build_log" 2>&1; then
+  tail -n 40 "$build_log"
+  df -h "$target_dir" || true
+  echo "fuzz smoke: the fuzz targets did not BUILD (no fuzzing ran; full log $build_log)"
+  exit 1
+fi
+for t in "${targets[@]}"; do
   echo "==> fuzz $t for ${secs}s"
   mkdir -p "corpus/$t"
   log="$target_dir/fuzz-$t.log"

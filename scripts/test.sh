@@ -14,7 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 started=$SECONDS
-step() { printf '\n==> %s (%ds)\n' "$*" $((SECONDS - started)); }
+step() {
+  printf '\n==> %s (%ds)\n' "$*" $((SECONDS - started))
+  df -h --output=avail "$root" 2>/dev/null | tail -n 1 | sed 's/^ */    free disk: /' || true
+}
+# CI builds once from a clean clone: incremental-compilation caches would only take disk space
+# (several GB with every test binary), and a full disk is what a linker's bus error means.
+[[ ${CI:-} == true ]] && export CARGO_INCREMENTAL=0
 
 step "wasm toolchain and example/hostile plugins (scripts/build-plugins.sh)"
 scripts/build-plugins.sh
