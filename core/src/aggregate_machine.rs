@@ -11,8 +11,12 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::codec::json_len;
 use crate::decide_context::DecideContext;
 use crate::depth;
-use crate::domain::{DynAggregate, Fault};
-use crate::io::{CommandError, CommandId, Committed, Io, IoErrorKind, IoId, IoResult, Notification, Output, Snapshot};
+use crate::domain::{DynAggregate, Fault, PayloadError};
+use crate::io::{
+    recorded_version, CommandError, CommandId, Committed, Io, IoErrorKind, IoId, IoResult, Notification, Output,
+    Snapshot,
+};
+use crate::schema::{read_records, Skipped, FIRST_VERSION};
 use crate::types::{CommandContext, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, StreamId, Timestamp};
 
 /// Tuning of one aggregate machine. `Default` is durable, snapshots every 1,000 events.
@@ -142,6 +146,8 @@ pub struct AggregateMachine {
     batch_events: Vec<NewEvent>,
     appended: Vec<EventRecord>,
     reload_after_batch: bool,
+    /// Why the machine is poisoned: told to every command refused after it.
+    poisoned_by: Option<String>,
     in_flight: BTreeMap<IoId, Purpose>,
     next_io: u64,
     outputs: VecDeque<Output>,
@@ -164,6 +170,7 @@ impl AggregateMachine {
             batch_events: Vec::new(),
             appended: Vec::new(),
             reload_after_batch: false,
+            poisoned_by: None,
             in_flight: BTreeMap::new(),
             next_io: 0,
             outputs: VecDeque::new(),
@@ -307,6 +314,17 @@ impl AggregateMachine {
 
     fn on_snapshot(&mut self, snapshot: Option<Snapshot>) {
         if let Some(snapshot) = snapshot {
+            let reading_with = self.aggregate.snapshot_version();
+            if snapshot.written_by() != reading_with {
+                // Written by code of another state shape or event schema: refold instead.
+                let (stream, written_by) = (self.stream.clone(), snapshot.written_by().to_owned());
+                self.outputs.push_back(Output::Notify(Notification::SnapshotStale {
+                    stream,
+                    written_by,
+                    reading_with,
+                }));
+                return self.read_tail();
+            }
             match self.aggregate.restore(&snapshot.state) {
                 Ok(()) => self.version = snapshot.seq,
                 Err(_) => {
@@ -331,7 +349,10 @@ impl AggregateMachine {
             }
         }
         let count = records.len() as u64;
-        let payloads: Vec<Payload> = records.into_iter().map(EventRecord::into_payload).collect();
+        let payloads = match self.read_current(records) {
+            Ok(payloads) => payloads,
+            Err(error) => return self.poison(CommandError::Fault(Fault::new(error))),
+        };
         if let Err(fault) = self.aggregate.apply(&payloads) {
             return self.poison(CommandError::Fault(fault));
         }
@@ -339,6 +360,17 @@ impl AggregateMachine {
         self.phase = Phase::Ready;
         self.outputs
             .push_back(Output::Notify(Notification::Loaded { stream: self.stream.clone(), version: self.version }));
+    }
+
+    /// Stored records as this code reads them ([`crate::schema::read_records`]), announcing
+    /// what it left out.
+    fn read_current(&mut self, records: Vec<EventRecord>) -> Result<Vec<Payload>, PayloadError> {
+        let (payloads, skipped) = read_records(&*self.aggregate, records)?;
+        if let Some(Skipped { count, first_reason: reason }) = skipped {
+            let what = self.stream.to_string();
+            self.outputs.push_back(Output::Notify(Notification::EventsSkipped { what, count, reason }));
+        }
+        Ok(payloads)
     }
 
     /// Decides queued work while the machine is ready and nothing is in flight.
@@ -437,7 +469,9 @@ impl AggregateMachine {
         }
         let n_events = events.len();
         for (i, payload) in events.into_iter().enumerate() {
-            self.batch_events.push(NewEvent { id: ids.event_id(i), payload, ts: self.now, meta: context.clone() });
+            let version = self.aggregate.schema().map_or(FIRST_VERSION, |s| s.current_version(&payload.type_name));
+            let id = ids.event_id(i);
+            self.batch_events.push(NewEvent { id, payload, version, ts: self.now, meta: context.clone() });
         }
         self.batch.push(Decided { pending, n_events });
         true
@@ -506,7 +540,8 @@ impl AggregateMachine {
         }
         match self.aggregate.snapshot() {
             Ok(state) => {
-                let snapshot = Snapshot { seq: self.version, state };
+                let version = recorded_version(self.aggregate.snapshot_version());
+                let snapshot = Snapshot { seq: self.version, state, version };
                 self.emit(Purpose::WriteSnapshot, Io::WriteSnapshot { stream: self.stream.clone(), snapshot });
             }
             Err(e) => self.outputs.push_back(Output::Notify(Notification::SnapshotFailed {
@@ -560,13 +595,15 @@ impl AggregateMachine {
         self.batch_events.clear();
         if self.phase != Phase::Poisoned {
             self.phase = Phase::Poisoned;
+            self.poisoned_by = Some(reason.clone());
             self.outputs.push_back(Output::Notify(Notification::Poisoned { what: self.stream.to_string(), reason }));
         }
         self.fail_queue();
     }
 
     fn fail_queue(&mut self) {
-        let error = CommandError::Unavailable(format!("stream {} is poisoned; reopen it", self.stream));
+        let reason = self.poisoned_by.as_deref().unwrap_or("unknown cause");
+        let error = CommandError::Unavailable(format!("stream {} is poisoned; reopen it: {reason}", self.stream));
         while let Some(pending) = self.queue.pop_front() {
             match pending {
                 Pending::Command { id, .. } => self.reply(id, Err(error.clone())),

@@ -98,9 +98,9 @@ pub fn admit(payload: Payload, meta: Metadata) -> Result<(Payload, Metadata), Pa
 
 /// [`admit`] for an injected or appended event.
 pub fn admit_event(event: NewEvent) -> Result<NewEvent, PayloadError> {
-    let NewEvent { id, payload, ts, meta } = event;
+    let NewEvent { id, payload, version, ts, meta } = event;
     let (payload, meta) = admit(payload, meta)?;
-    Ok(NewEvent { id, payload, ts, meta })
+    Ok(NewEvent { id, payload, version, ts, meta })
 }
 
 /// [`admit`] for a batch of events: if one is refused, every one is dismantled.

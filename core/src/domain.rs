@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::codec::MAX_JSON_DEPTH;
 use crate::decide_context::DecideContext;
 use crate::depth::{exceeds, to_value_within, Unserializable, MAX_STATE_DEPTH};
+use crate::schema::{EventSchema, FIRST_VERSION};
 use crate::shape;
 use crate::types::{CommandContext, Payload, StoredEvent, StreamId};
 
@@ -52,6 +53,17 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
     }
     /// Folds one event into the state. Must not fail: events are facts.
     fn apply(self, event: &Self::Event) -> Self;
+    /// The version of the state's shape, recorded with every snapshot. Bump it when `Self`
+    /// changes shape or meaning: snapshots written by another version are then refolded from
+    /// the log, never trusted.
+    const STATE_VERSION: u32 = 1;
+    /// How this aggregate reads its stored events ([`crate::schema`]): the version each event
+    /// type is written at, the upcasters from older versions, and what to do with an event it
+    /// does not know. Called once per store and aggregate type. The default: every event at
+    /// version 1, no upcasters, unknown events fail.
+    fn schema() -> EventSchema {
+        EventSchema::new()
+    }
     /// The error as JSON data, so it survives the plugin boundary: a typed handle then decodes
     /// it with [`Aggregate::error_from_data`] into `ExecuteError::Domain`, as for native code.
     /// Opt-in (the default, `None`, sends only the message); for a serde error type:
@@ -73,6 +85,10 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
 pub trait Projection: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Unique name; also the checkpoint directory name.
     const NAME: &'static str;
+    /// The version of this projection's fold, recorded with each checkpoint. Bump it when
+    /// [`Projection::apply`] or the read model changes: a checkpoint of another version is
+    /// dropped and the read model rebuilt from the first event.
+    const VERSION: u32 = 1;
     /// The aggregate types whose events this projection folds, as eventfold-es's
     /// `subscriptions()`; empty (the default) means every stream. Events of other types never
     /// reach [`Projection::apply`]; the checkpoint still moves past them.
@@ -92,6 +108,10 @@ fn subscribed(subscriptions: &[&str], event: &StoredEvent) -> bool {
 pub trait ProcessManager: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Unique name; also the checkpoint directory name.
     const NAME: &'static str;
+    /// The version of this workflow's state, recorded with each checkpoint: a checkpoint of
+    /// another version is dropped and the state refolded from the first event. Commands it
+    /// causes again on the way carry the same dispatch ids, so their effects are not repeated.
+    const VERSION: u32 = 1;
     /// The aggregate types whose events this process manager reacts to (eventfold-es's
     /// `subscriptions()`); empty (the default) means every stream. Events of other types never
     /// reach [`ProcessManager::react`].
@@ -240,6 +260,23 @@ pub trait DynAggregate: Send {
     fn restore(&mut self, snapshot: &Value) -> Result<(), Fault>;
     /// Back to the initial (empty-stream) state; a plugin rebuilds its instance here.
     fn reset(&mut self) -> Result<(), Fault>;
+    /// How this code reads stored events (upcasters, versions, unknown-event policy); `None`
+    /// (the default) is every event at version 1, unknown events failing.
+    fn schema(&self) -> Option<&EventSchema> {
+        None
+    }
+    /// Whether this code can fold events of `event_type`; asked only under
+    /// [`crate::schema::UnknownEvents::Skip`]. The default knows every type.
+    fn knows(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
+    /// The identity of the state's shape that snapshots record: a snapshot written under
+    /// another one is refolded, not restored. The default is `"1"`, which snapshots written
+    /// before versions existed also read as.
+    fn snapshot_version(&self) -> String {
+        FIRST_VERSION.to_string()
+    }
 }
 
 /// Makes fresh instances of one aggregate type (a registry entry).
@@ -248,6 +285,11 @@ pub trait AggregateFactory: Send + Sync {
     fn aggregate_type(&self) -> &str;
     /// A new instance in the initial state.
     fn instantiate(&self) -> Result<Box<dyn DynAggregate>, Fault>;
+    /// How this aggregate type's events are read ([`DynAggregate::schema`]), for the readers
+    /// of every stream of the type; `None` (the default) is every event at version 1.
+    fn schema(&self) -> Option<Arc<EventSchema>> {
+        None
+    }
 }
 
 /// A projection at the JSON level (typed Rust or plugin).
@@ -262,6 +304,12 @@ pub trait DynProjection: Send {
     fn restore(&mut self, snapshot: &Value) -> Result<(), Fault>;
     /// Back to the empty read model.
     fn reset(&mut self) -> Result<(), Fault>;
+    /// The version of the fold that checkpoints record: a checkpoint of another version is
+    /// dropped and the read model rebuilt. The default, `"1"`, is also what checkpoints written
+    /// before versions existed read as.
+    fn version(&self) -> String {
+        FIRST_VERSION.to_string()
+    }
 }
 
 /// A process manager at the JSON level.
@@ -276,6 +324,10 @@ pub trait DynProcessManager: Send {
     fn restore(&mut self, snapshot: &Value) -> Result<(), Fault>;
     /// Back to the initial state.
     fn reset(&mut self) -> Result<(), Fault>;
+    /// As [`DynProjection::version`], for the workflow state.
+    fn version(&self) -> String {
+        FIRST_VERSION.to_string()
+    }
 }
 
 /// Why a typed value and a payload did not convert.
@@ -299,6 +351,44 @@ pub enum PayloadError {
         /// The limit.
         limit: usize,
     },
+    /// A stored event's version has no way to today's: newer than this code (written by a
+    /// newer deployment), or older with no upcaster from it. See [`crate::schema`].
+    #[error("{event_type} v{version} cannot be read by this code (its current version is {current})")]
+    UnknownVersion {
+        /// The stored event's type (after any upcasting steps that did apply).
+        event_type: String,
+        /// Its version.
+        version: u32,
+        /// The version this code reads `event_type` at.
+        current: u32,
+    },
+    /// An upcaster refused the data it was given (its own message), or upcasters never reached
+    /// a current version.
+    #[error("upcasting {event_type} v{version}: {reason}")]
+    Upcast {
+        /// The type the failing step was registered for.
+        event_type: String,
+        /// The version it upcasts from.
+        version: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A stored event's type is one this code does not know (an aggregate under
+    /// [`crate::schema::UnknownEvents::Skip`] leaves such events out).
+    #[error("{event_type} is not an event type this code knows")]
+    UnknownType {
+        /// The type.
+        event_type: String,
+    },
+}
+
+impl PayloadError {
+    /// Whether this says an event is unknown to this code (its type or its version), which
+    /// [`crate::schema::UnknownEvents::Skip`] leaves out; every other error stays a fault.
+    pub fn is_unknown_event(&self) -> bool {
+        matches!(self, PayloadError::UnknownVersion { version, current, .. } if version > current)
+            || matches!(self, PayloadError::UnknownType { .. })
+    }
 }
 
 /// Converts a typed command or event into a payload: an adjacently tagged enum as its variant and
@@ -409,15 +499,23 @@ fn from_json<T: DeserializeOwned>(value: &Value) -> Result<T, Fault> {
 /// The blanket adapter: a typed aggregate's state, driven at the JSON level.
 pub struct TypedAggregate<A: Aggregate> {
     state: A,
+    schema: Arc<EventSchema>,
+    /// The event type names `A::Event` reads, when serde tells them (see [`shape::variant_names`]).
+    known: Option<&'static [&'static str]>,
 }
 
 impl<A: Aggregate> Default for TypedAggregate<A> {
     fn default() -> Self {
-        TypedAggregate { state: A::default() }
+        TypedAggregate::with_schema(Arc::new(A::schema()))
     }
 }
 
 impl<A: Aggregate> TypedAggregate<A> {
+    /// An instance in the initial state reading with `schema` (built once per aggregate type).
+    pub fn with_schema(schema: Arc<EventSchema>) -> Self {
+        TypedAggregate { state: A::default(), schema, known: shape::variant_names::<A::Event>() }
+    }
+
     /// The typed state.
     pub fn state(&self) -> &A {
         &self.state
@@ -472,14 +570,38 @@ impl<A: Aggregate> DynAggregate for TypedAggregate<A> {
         self.state = A::default();
         Ok(())
     }
+
+    fn schema(&self) -> Option<&EventSchema> {
+        Some(&self.schema)
+    }
+
+    fn knows(&self, event_type: &str) -> bool {
+        self.known.is_none_or(|names| names.contains(&event_type))
+    }
+
+    fn snapshot_version(&self) -> String {
+        typed_snapshot_version(A::STATE_VERSION, &self.schema)
+    }
 }
 
-/// Factory for a typed aggregate.
-pub struct TypedAggregateFactory<A>(PhantomData<fn() -> A>);
+/// `STATE_VERSION`, then the schema's [`EventSchema::fingerprint`] when it has one: a snapshot
+/// is refolded when either changed.
+fn typed_snapshot_version(state_version: u32, schema: &EventSchema) -> String {
+    match schema.fingerprint() {
+        events if events.is_empty() => state_version.to_string(),
+        events => format!("{state_version};{events}"),
+    }
+}
 
-impl<A> Default for TypedAggregateFactory<A> {
+/// Factory for a typed aggregate: builds `A::schema()` once and shares it with every instance.
+pub struct TypedAggregateFactory<A> {
+    schema: Arc<EventSchema>,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> Default for TypedAggregateFactory<A> {
     fn default() -> Self {
-        TypedAggregateFactory(PhantomData)
+        TypedAggregateFactory { schema: Arc::new(A::schema()), aggregate: PhantomData }
     }
 }
 
@@ -488,7 +610,10 @@ impl<A: Aggregate> AggregateFactory for TypedAggregateFactory<A> {
         A::AGGREGATE_TYPE
     }
     fn instantiate(&self) -> Result<Box<dyn DynAggregate>, Fault> {
-        Ok(Box::new(TypedAggregate::<A>::default()))
+        Ok(Box::new(TypedAggregate::<A>::with_schema(self.schema.clone())))
+    }
+    fn schema(&self) -> Option<Arc<EventSchema>> {
+        Some(self.schema.clone())
     }
 }
 
@@ -519,6 +644,9 @@ impl<P: Projection> DynProjection for TypedProjection<P> {
         self.state = P::default();
         Ok(())
     }
+    fn version(&self) -> String {
+        P::VERSION.to_string()
+    }
 }
 
 /// The blanket adapter for typed process managers.
@@ -548,5 +676,8 @@ impl<M: ProcessManager> DynProcessManager for TypedProcessManager<M> {
     fn reset(&mut self) -> Result<(), Fault> {
         self.state = M::default();
         Ok(())
+    }
+    fn version(&self) -> String {
+        M::VERSION.to_string()
     }
 }

@@ -1,6 +1,8 @@
 //! Reference domain models used by the docs, the tests, the demo and the example plugins: the same
 //! code runs natively and, built by `plugins/examples/*`, as a sandboxed WASM plugin.
 
+pub mod evolution;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -24,6 +24,23 @@ pub struct Snapshot {
     pub seq: u64,
     /// The state as returned by `DynAggregate::snapshot`.
     pub state: Value,
+    /// [`crate::DynAggregate::snapshot_version`] of the code that wrote it; `None` is `"1"`
+    /// (and what snapshots written before versions existed read as).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl Snapshot {
+    /// The version of the code that wrote it (`"1"` when it recorded none).
+    pub fn written_by(&self) -> &str {
+        self.version.as_deref().unwrap_or("1")
+    }
+}
+
+/// `version` as a snapshot or checkpoint records it: nothing for `"1"`, so what version-less
+/// code writes stays byte-identical.
+pub(crate) fn recorded_version(version: String) -> Option<String> {
+    (version != "1").then_some(version)
 }
 
 /// A saved reader (projection or process manager) state: its fold up to `position`.
@@ -36,6 +53,16 @@ pub struct Checkpoint {
     pub cursors: BTreeMap<String, u64>,
     /// The reader's state.
     pub state: Value,
+    /// [`crate::DynProjection::version`] of the code that wrote it; `None` is `"1"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl Checkpoint {
+    /// The version of the code that wrote it (`"1"` when it recorded none).
+    pub fn written_by(&self) -> &str {
+        self.version.as_deref().unwrap_or("1")
+    }
 }
 
 /// A command a process manager could not deliver, kept for inspection.
@@ -282,6 +309,36 @@ pub enum Notification {
         /// Which stream.
         stream: StreamId,
         /// Why.
+        reason: String,
+    },
+    /// A snapshot was written by code of another state version ([`crate::DynAggregate::snapshot_version`]):
+    /// not restored, the stream refolds from its first event (and writes a current one later).
+    SnapshotStale {
+        /// Which stream.
+        stream: StreamId,
+        /// The snapshot's version.
+        written_by: String,
+        /// This code's.
+        reading_with: String,
+    },
+    /// A reader's checkpoint was written by another version of its code
+    /// ([`crate::DynProjection::version`]): dropped, the reader rebuilds from the first event.
+    CheckpointStale {
+        /// Reader name.
+        reader: String,
+        /// The checkpoint's version.
+        written_by: String,
+        /// This code's.
+        reading_with: String,
+    },
+    /// Events this code does not know were left out of a fold, as
+    /// [`crate::schema::UnknownEvents::Skip`] says.
+    EventsSkipped {
+        /// Which stream (aggregate load) or reader.
+        what: String,
+        /// How many in this load or batch.
+        count: u64,
+        /// Why the first was skipped.
         reason: String,
     },
     /// A reader saved a checkpoint.

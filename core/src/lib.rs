@@ -27,6 +27,7 @@
 //! ## Layers
 //! - [`types`]: stream ids, event records, metadata, positions.
 //! - [`domain`]: the typed traits users implement and the JSON-level traits plugins implement.
+//! - [`schema`]: event versions, upcasters and the unknown-event policy (schema evolution).
 //! - [`shape`]: how a typed command or event of any serde shape becomes a payload and back.
 //! - [`codec`]: the JSONL line format with CRC-32C and the log scanner.
 //! - [`depth`]: JSON nesting limits checked without recursion, so no input overflows a stack.
@@ -47,6 +48,7 @@ pub mod journal;
 pub mod memory;
 pub mod reader;
 pub mod replay;
+pub mod schema;
 pub mod shape;
 pub mod types;
 
@@ -66,6 +68,7 @@ pub use io::{
     Output, Snapshot,
 };
 pub use reader::{ProcessManagerMachine, ProjectionMachine, ReaderConfig, ReaderInput};
+pub use schema::{EventSchema, Schemas, UnknownEvents};
 pub use types::{
     validate_name, CommandContext, EventId, EventRecord, ExpectedVersion, IdSeed, InvalidName, Metadata, NewEvent,
     Payload, Position, StoredEvent, StreamId, Timestamp, MAX_NAME_BYTES, TRACEPARENT,

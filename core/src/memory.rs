@@ -31,7 +31,10 @@ use crate::io::{
     Checkpoint, CommandError, CommandId, Committed, DeadLetter, Io, IoError, IoErrorKind, IoResult, Output, Snapshot,
 };
 use crate::reader::{ProcessManagerMachine, ProjectionMachine, ReaderConfig, ReaderInput};
-use crate::types::{CommandContext, EventRecord, ExpectedVersion, IdSeed, Position, StoredEvent, StreamId, Timestamp};
+use crate::schema::Schemas;
+use crate::types::{
+    CommandContext, EventRecord, ExpectedVersion, IdSeed, NewEvent, Payload, Position, StoredEvent, StreamId, Timestamp,
+};
 
 /// Which request the next injected failure hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,9 +129,21 @@ impl MemoryStore {
         self.register_factory(Box::new(TypedAggregateFactory::<A>::default()));
     }
 
-    /// Registers any aggregate factory (e.g. a plugin).
+    /// Registers any aggregate factory (e.g. a plugin). Registering a type again deploys new
+    /// code for it: its live instances are dropped and reload with the new code on next use
+    /// (snapshot, then log), as after a restart: how a test tries upcasters on old history.
     pub fn register_factory(&mut self, factory: Box<dyn AggregateFactory>) {
-        self.factories.insert(factory.aggregate_type().to_owned(), factory);
+        let aggregate_type = factory.aggregate_type().to_owned();
+        self.instances.retain(|stream, _| stream.aggregate_type() != aggregate_type);
+        self.factories.insert(aggregate_type, factory);
+        let schemas = self.schemas();
+        self.projections.iter_mut().for_each(|m| m.set_schemas(schemas.clone()));
+        self.managers.iter_mut().for_each(|m| m.set_schemas(schemas.clone()));
+    }
+
+    /// How the readers read each registered aggregate type's events.
+    fn schemas(&self) -> Schemas {
+        Schemas::of(self.factories.values().map(|f| &**f))
     }
 
     /// Registers a typed projection.
@@ -136,9 +151,12 @@ impl MemoryStore {
         self.add_dyn_projection(Box::new(TypedProjection::<P>::default()));
     }
 
-    /// Registers any projection.
+    /// Registers any projection; one of the name of a registered one replaces it (new code
+    /// deployed: it starts again from its checkpoint).
     pub fn add_dyn_projection(&mut self, projection: Box<dyn DynProjection>) {
-        let machine = ProjectionMachine::new(projection, self.reader_config.clone(), self.now);
+        self.projections.retain(|m| m.name() != projection.name());
+        let mut machine = ProjectionMachine::new(projection, self.reader_config.clone(), self.now);
+        machine.set_schemas(self.schemas());
         self.projections.push(machine);
         self.run_readers();
     }
@@ -148,9 +166,12 @@ impl MemoryStore {
         self.add_dyn_process_manager(Box::new(TypedProcessManager::<M>::default()));
     }
 
-    /// Registers any process manager.
+    /// Registers any process manager; as [`MemoryStore::add_dyn_projection`], one of a
+    /// registered name replaces it.
     pub fn add_dyn_process_manager(&mut self, manager: Box<dyn DynProcessManager>) {
-        let machine = ProcessManagerMachine::new(manager, self.reader_config.clone(), self.now);
+        self.managers.retain(|m| m.name() != manager.name());
+        let mut machine = ProcessManagerMachine::new(manager, self.reader_config.clone(), self.now);
+        machine.set_schemas(self.schemas());
         self.managers.push(machine);
         self.run_readers();
     }
@@ -390,6 +411,26 @@ impl MemoryStore {
             }
             None => false,
         }
+    }
+
+    /// Appends a stored event as other code would have written it (its type, data and schema
+    /// `version`), past the machines and without checks: how a test sets up the history an older
+    /// or newer deployment left. Live instances of the stream keep their state until reloaded
+    /// (register the type again).
+    pub fn plant_event(&mut self, stream: &StreamId, payload: Payload, version: u32) {
+        let log = self.streams.entry(stream.clone()).or_default();
+        let seed = IdSeed(self.next_seed);
+        self.next_seed += 1;
+        let event = NewEvent { id: seed.event_id(0), payload, version, ts: self.now, meta: Default::default() };
+        let record = EventRecord::from_new(event, log.len() as u64 + 1, self.all.len() as u64 + 1);
+        log.push(record.clone());
+        self.all.push(StoredEvent { stream: stream.clone(), record });
+    }
+
+    /// Replaces a stream's snapshot, as other code would have written it (see
+    /// [`MemoryStore::plant_event`]).
+    pub fn plant_snapshot(&mut self, stream: &StreamId, snapshot: Snapshot) {
+        self.snapshots.insert(stream.clone(), snapshot);
     }
 
     /// Fulfils one storage request from memory.

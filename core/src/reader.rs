@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::Value;
 
 use crate::domain::{CommandEnvelope, DynProcessManager, DynProjection, Fault};
-use crate::io::{Checkpoint, DeadLetter, Io, IoError, IoErrorKind, IoId, IoResult, Notification, Output};
+use crate::io::{
+    recorded_version, Checkpoint, DeadLetter, Io, IoError, IoErrorKind, IoId, IoResult, Notification, Output,
+};
+use crate::schema::{Schemas, Skipped};
 use crate::types::{Position, StoredEvent, Timestamp};
 
 /// Tuning shared by projections and process managers.
@@ -105,7 +108,11 @@ enum Purpose {
 /// The catch-up state both reader kinds share.
 struct Cursor {
     name: String,
+    /// The reader code's version, recorded with each checkpoint.
+    version: String,
     config: ReaderConfig,
+    /// How each aggregate type's events are read today (upcasters, unknown-event policy).
+    schemas: Schemas,
     phase: Phase,
     now: Timestamp,
     position: Position,
@@ -126,10 +133,12 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn new(name: String, config: ReaderConfig, now: Timestamp) -> Self {
+    fn new(name: String, version: String, config: ReaderConfig, now: Timestamp) -> Self {
         let mut cursor = Cursor {
             name,
+            version,
             config,
+            schemas: Schemas::default(),
             phase: Phase::LoadingCheckpoint,
             now,
             position: Position::start(),
@@ -172,7 +181,8 @@ impl Cursor {
     fn save(&mut self, state: Value) {
         self.phase = Phase::Saving;
         self.save_at = None;
-        let checkpoint = Checkpoint { position: self.position.clone(), cursors: self.cursors.clone(), state };
+        let (position, cursors) = (self.position.clone(), self.cursors.clone());
+        let checkpoint = Checkpoint { position, cursors, state, version: recorded_version(self.version.clone()) };
         self.emit(Purpose::Save, Io::WriteCheckpoint { reader: self.name.clone(), checkpoint });
     }
 
@@ -192,8 +202,34 @@ impl Cursor {
         self.last_save_at = self.now;
     }
 
-    /// Keeps the events this reader has not folded yet; a gap in a stream's `seq` is fatal.
+    /// A loaded checkpoint, unless another version of the reader's code wrote it (announced;
+    /// the reader then rebuilds from the first event).
+    fn current_checkpoint(&mut self, checkpoint: Option<Checkpoint>) -> Option<Checkpoint> {
+        let checkpoint = checkpoint?;
+        if checkpoint.written_by() == self.version {
+            return Some(checkpoint);
+        }
+        let (reader, written_by, reading_with) =
+            (self.name.clone(), checkpoint.written_by().to_owned(), self.version.clone());
+        self.outputs.push_back(Output::Notify(Notification::CheckpointStale { reader, written_by, reading_with }));
+        None
+    }
+
+    /// Keeps the events this reader has not folded yet, as today's code of their aggregate type
+    /// reads them (upcast; left out and announced when unknown under `UnknownEvents::Skip`);
+    /// a gap in a stream's `seq` is fatal, and so is an event that cannot be read.
     fn admit(&mut self, events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, String> {
+        let fresh = self.admit_new(events)?;
+        let (current, skipped) = self.schemas.read_batch(fresh).map_err(|e| format!("{}: {e}", self.name))?;
+        if let Some(Skipped { count, first_reason: reason }) = skipped {
+            let what = self.name.clone();
+            self.outputs.push_back(Output::Notify(Notification::EventsSkipped { what, count, reason }));
+        }
+        Ok(current)
+    }
+
+    /// The events this reader has not folded yet.
+    fn admit_new(&mut self, events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, String> {
         let mut fresh = Vec::with_capacity(events.len());
         for event in events {
             let key = event.stream.to_string();
@@ -290,8 +326,14 @@ pub struct ProjectionMachine {
 impl ProjectionMachine {
     /// Starts by loading the checkpoint, then catches up.
     pub fn new(projection: Box<dyn DynProjection>, config: ReaderConfig, now: Timestamp) -> Self {
-        let name = projection.name().to_owned();
-        ProjectionMachine { cursor: Cursor::new(name, config, now), projection }
+        let (name, version) = (projection.name().to_owned(), projection.version());
+        ProjectionMachine { cursor: Cursor::new(name, version, config, now), projection }
+    }
+
+    /// Reads each event from now on as `schemas` say its aggregate's code reads it today
+    /// (upcasters, unknown-event policy); until set, every event is read as stored.
+    pub fn set_schemas(&mut self, schemas: Schemas) {
+        self.cursor.schemas = schemas;
     }
 
     /// The projection's name.
@@ -401,6 +443,7 @@ impl ProjectionMachine {
     }
 
     fn on_checkpoint(&mut self, checkpoint: Option<Checkpoint>) {
+        let checkpoint = self.cursor.current_checkpoint(checkpoint);
         let restored = match &checkpoint {
             Some(c) => self.projection.restore(&c.state),
             None => self.projection.reset(),
@@ -473,14 +516,19 @@ pub struct ProcessManagerMachine {
 impl ProcessManagerMachine {
     /// Starts by loading the checkpoint, then catches up.
     pub fn new(manager: Box<dyn DynProcessManager>, config: ReaderConfig, now: Timestamp) -> Self {
-        let name = manager.name().to_owned();
+        let (name, version) = (manager.name().to_owned(), manager.version());
         ProcessManagerMachine {
-            cursor: Cursor::new(name, config, now),
+            cursor: Cursor::new(name, version, config, now),
             manager,
             outbox: VecDeque::new(),
             next_position: None,
             dispatch_retry_at: None,
         }
+    }
+
+    /// As [`ProjectionMachine::set_schemas`].
+    pub fn set_schemas(&mut self, schemas: Schemas) {
+        self.cursor.schemas = schemas;
     }
 
     /// The process manager's name.
@@ -598,6 +646,7 @@ impl ProcessManagerMachine {
     }
 
     fn on_checkpoint(&mut self, checkpoint: Option<Checkpoint>) {
+        let checkpoint = self.cursor.current_checkpoint(checkpoint);
         let restored = match &checkpoint {
             Some(c) => self.manager.restore(&c.state),
             None => self.manager.reset(),
@@ -616,12 +665,21 @@ impl ProcessManagerMachine {
             Ok(fresh) => fresh,
             Err(reason) => return self.cursor.fail(reason),
         };
+        // An upcaster may split one stored event in several: they share its id, so their
+        // commands are numbered on across them to keep every dispatch id unique.
+        let mut numbering: Option<(&str, usize)> = None;
         for event in &fresh {
+            let first_index = match numbering {
+                Some((id, next)) if id == event.record.id.0 => next,
+                _ => 0,
+            };
             let commands = match self.manager.react(event) {
                 Ok(commands) => commands,
                 Err(fault) => return self.cursor.fail(fault.to_string()),
             };
+            numbering = Some((&event.record.id.0, first_index + commands.len()));
             for (index, mut command) in commands.into_iter().enumerate() {
+                let index = first_index + index;
                 // One trace spans the workflow: the command continues the event's trace unless
                 // the process manager chose one.
                 if let (None, Some(trace)) = (command.context.traceparent(), event.record.meta.traceparent()) {
@@ -705,6 +763,7 @@ mod coalescing_tests {
 
     fn deposit(pos: u64) -> StoredEvent {
         let record = EventRecord {
+            version: 1,
             seq: pos,
             pos,
             id: EventId(format!("e{pos}")),

@@ -366,3 +366,92 @@ impl Serializer for Probe {
         other()
     }
 }
+
+/// The variant names an enum `T` reads (its serialized names), as serde's derive reports them
+/// when asked for a variant that does not exist; `None` for a type that is not such an enum or
+/// that accepts any name (a `#[serde(other)]` variant). What an aggregate under
+/// [`crate::schema::UnknownEvents::Skip`] uses to tell an unknown event type from bad data.
+pub(crate) fn variant_names<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    let mut names = None;
+    let _ = T::deserialize(VariantProbe { names: &mut names });
+    names
+}
+
+/// No variant is called this.
+const NO_SUCH_VARIANT: &str = "\u{0}evfold: no such variant";
+
+/// The variant probe's error: `unknown_variant` is where serde hands over the names.
+#[derive(Debug)]
+struct VariantsFound(Option<&'static [&'static str]>);
+
+impl std::fmt::Display for VariantsFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("variant probe")
+    }
+}
+
+impl std::error::Error for VariantsFound {}
+
+impl serde::de::Error for VariantsFound {
+    fn custom<M: std::fmt::Display>(_message: M) -> Self {
+        VariantsFound(None)
+    }
+    fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
+        VariantsFound(Some(expected))
+    }
+}
+
+/// A deserializer that offers every enum shape a variant named [`NO_SUCH_VARIANT`]: externally
+/// tagged enums name their variants to `deserialize_enum`; adjacently and internally tagged ones
+/// read the tag as a map value and refuse it with `unknown_variant`.
+struct VariantProbe<'a> {
+    names: &'a mut Option<&'static [&'static str]>,
+}
+
+impl<'de> serde::Deserializer<'de> for VariantProbe<'_> {
+    type Error = VariantsFound;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, VariantsFound> {
+        let result = visitor.visit_map(TagOnly { tag_read: false });
+        if let Err(VariantsFound(found)) = &result {
+            *self.names = *found;
+        }
+        result
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, VariantsFound> {
+        *self.names = Some(variants);
+        Err(VariantsFound(Some(variants)))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// The map `{"type": NO_SUCH_VARIANT}`.
+struct TagOnly {
+    tag_read: bool,
+}
+
+impl<'de> MapAccess<'de> for TagOnly {
+    type Error = VariantsFound;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, VariantsFound> {
+        if self.tag_read {
+            return Ok(None);
+        }
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new("type")).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, VariantsFound> {
+        self.tag_read = true;
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(NO_SUCH_VARIANT))
+    }
+}

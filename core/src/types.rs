@@ -366,6 +366,9 @@ pub struct NewEvent {
     /// Type name and data.
     #[serde(flatten)]
     pub payload: Payload,
+    /// The schema version of the event's type it is written at (see [`crate::schema`]).
+    #[serde(rename = "v", default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: u32,
     /// Time the command was decided.
     pub ts: Timestamp,
     /// Copied from the command context.
@@ -385,6 +388,11 @@ pub struct EventRecord {
     /// Event type name.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The schema version of `event_type` the event was written at: `"v"` in a log line, left
+    /// out for version 1, so lines written before versions existed read as version 1. Readers
+    /// see it after upcasting ([`crate::schema`]), i.e. as the current version.
+    #[serde(rename = "v", default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: u32,
     /// Event data.
     #[serde(default)]
     pub data: Value,
@@ -403,6 +411,7 @@ impl EventRecord {
             pos,
             id: event.id,
             event_type: event.payload.type_name,
+            version: event.version,
             data: event.payload.data,
             ts: event.ts,
             meta: event.meta,
@@ -418,6 +427,14 @@ impl EventRecord {
     pub fn into_payload(self) -> Payload {
         Payload { type_name: self.event_type, data: self.data }
     }
+}
+
+fn first_version() -> u32 {
+    crate::schema::FIRST_VERSION
+}
+
+fn is_first_version(version: &u32) -> bool {
+    *version == crate::schema::FIRST_VERSION
 }
 
 /// An event together with the stream it belongs to: what projections and process managers see.

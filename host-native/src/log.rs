@@ -401,6 +401,7 @@ mod tests {
 
     fn record(seq: u64, id: &str) -> EventRecord {
         EventRecord {
+            version: 1,
             seq,
             pos: seq * 7,
             id: EventId(id.into()),

@@ -172,7 +172,8 @@ pub(crate) fn spawn_projection(
     projection: Box<dyn DynProjection>,
 ) -> Result<ReaderRef, StoreError> {
     let name = projection.name().to_owned();
-    let machine = ProjectionMachine::new(projection, inner.config.reader.clone(), inner.now());
+    let mut machine = ProjectionMachine::new(projection, inner.config.reader.clone(), inner.now());
+    machine.set_schemas(inner.schemas());
     spawn(inner, name, ReaderKind::Projection, Machine::Projection(machine))
 }
 
@@ -186,7 +187,8 @@ pub(crate) fn spawn_process_manager(
     // batches no larger than the core default (512), as before checkpoints were coalesced.
     let config = inner.config.reader.clone().every_batch();
     let config = ReaderConfig { batch_size: config.batch_size.min(ReaderConfig::default().batch_size), ..config };
-    let machine = ProcessManagerMachine::new(manager, config, inner.now());
+    let mut machine = ProcessManagerMachine::new(manager, config, inner.now());
+    machine.set_schemas(inner.schemas());
     spawn(inner, name, ReaderKind::ProcessManager, Machine::Manager(machine))
 }
 

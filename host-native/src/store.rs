@@ -91,6 +91,14 @@ impl Inner {
         factories.entry(factory.aggregate_type().to_owned()).or_insert(factory);
     }
 
+    /// How readers read each registered aggregate type's events (its upcasters). Readers take
+    /// it when they start: a type registered later (first used after open) is read as stored
+    /// by readers already running, so register aggregates with upcasters on the builder.
+    pub(crate) fn schemas(&self) -> evfold_core::Schemas {
+        let factories = self.factories.read().expect("factories lock");
+        evfold_core::Schemas::of(factories.values().map(|f| &**f))
+    }
+
     /// The live actor's mailbox for `stream`, spawning the actor if there is none. Under the
     /// registry lock, so concurrent first `get`s of one id share one actor.
     pub(crate) fn mailbox_for(self: &Arc<Self>, stream: &StreamId) -> Result<Arc<Mailbox<ActorMsg>>, StoreError> {
@@ -644,6 +652,12 @@ impl AggregateStore {
         self.inner.registry.lock().expect("registry lock").len()
     }
 
+    /// How each registered aggregate type's events are read today (upcasters, unknown-event
+    /// policy): what this store's projections and process managers read them through.
+    pub fn schemas(&self) -> evfold_core::Schemas {
+        self.inner.schemas()
+    }
+
     /// Registers a factory after opening (no-op if the type is already registered).
     pub fn register_factory(&self, factory: Arc<dyn AggregateFactory>) {
         self.inner.register_factory(factory);
@@ -809,7 +823,10 @@ impl AggregateStore {
     ) -> Result<InjectOutcome, StoreError> {
         self.inner.register_factory(Arc::new(TypedAggregateFactory::<A>::default()));
         let payload = to_payload(event).map_err(StoreError::Fault)?;
-        self.inject_event(A::AGGREGATE_TYPE, id, NewEvent { id: event_id, payload, ts, meta }).await
+        // Written at the version this code writes the type at, as a decided event would be.
+        let version =
+            self.inner.factory(A::AGGREGATE_TYPE)?.schema().map_or(1, |s| s.current_version(&payload.type_name));
+        self.inject_event(A::AGGREGATE_TYPE, id, NewEvent { id: event_id, payload, version, ts, meta }).await
     }
 
     /// The typed read model of projection `P`, caught up with every event durable at the call.
@@ -1086,11 +1103,13 @@ fn fold_projection_read_only(inner: &Inner, name: &str) -> Result<Value, StoreEr
     let mut folded = inner.folded.lock().expect("folded lock");
     let projection = folded.get_mut(name).ok_or_else(|| StoreError::UnknownProjection(name.to_owned()))?;
     projection.reset().map_err(StoreError::Fault)?;
+    let schemas = inner.schemas();
     let mut after = 0;
     loop {
         let events = crate::index_read::read_page(&inner.layout, &inner.ledger, after, 4096)?;
         let Some(last) = events.last() else { break };
         after = last.record.pos;
+        let (events, _skipped) = schemas.read_batch(events).map_err(|e| StoreError::Fault(Fault::msg(e)))?;
         projection.apply(&events).map_err(StoreError::Fault)?;
     }
     projection.snapshot().map_err(StoreError::Fault)
@@ -1100,10 +1119,12 @@ fn fold_read_only(inner: &Inner, stream: &StreamId) -> Result<(u64, Value), Stor
     let factory = inner.factory(stream.aggregate_type())?;
     let mut aggregate = factory.instantiate().map_err(StoreError::Fault)?;
     let records = read_stream_records(inner, stream, 0)?;
-    let payloads: Vec<Payload> = records.iter().map(EventRecord::payload).collect();
+    let version = records.len() as u64;
+    let (payloads, _skipped) =
+        evfold_core::schema::read_records(&*aggregate, records).map_err(|e| StoreError::Fault(Fault::new(e)))?;
     aggregate.apply(&payloads).map_err(StoreError::Fault)?;
     let state = aggregate.snapshot().map_err(StoreError::Fault)?;
-    Ok((records.len() as u64, state))
+    Ok((version, state))
 }
 
 struct Target {

@@ -12,8 +12,10 @@ struct Migration {
 }
 
 /// Every migration, in order. Append new ones; never edit an applied one.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../migrations/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_init.sql", sql: include_str!("../migrations/0001_init.sql") },
+    Migration { version: 2, name: "0002_versions.sql", sql: include_str!("../migrations/0002_versions.sql") },
+];
 
 /// Advisory lock key serialising concurrent `connect`s that migrate the same database.
 const MIGRATION_LOCK: i64 = 0x6576_666f_6c64; // "evfold"

@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 pub const WRONG_VERSION: &str = "EV001";
 
 /// Columns every event read selects, in this order (see [`record_from_row`]).
-const EVENT_COLUMNS: &str = "seq, global_seq, event_id, event_type, data, ts_ms, metadata";
+const EVENT_COLUMNS: &str = "seq, global_seq, event_id, event_type, data, ts_ms, metadata, schema_version";
 
 /// The two pools a store uses: writes (and checkpoints) on the primary, `ReadAll` on `read`
 /// (a replica, or the primary again).
@@ -90,14 +90,27 @@ impl Backend {
         let data: Vec<&Value> = events.iter().map(|e| &e.payload.data).collect();
         let meta: Vec<Value> = events.iter().map(|e| serde_json::to_value(&e.meta).unwrap_or(Value::Null)).collect();
         let ts: Vec<i64> = events.iter().map(|e| to_i64(e.ts.0)).collect();
+        let versions: Vec<i32> = events.iter().map(|e| i32::try_from(e.version).unwrap_or(i32::MAX)).collect();
         let expected = expected.map(to_i64);
         let name = stream.to_string();
         let statement = client
-            .prepare_cached("SELECT out_seq, out_global_seq FROM evfold.append($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .prepare_cached(
+                "SELECT out_seq, out_global_seq FROM evfold.append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
             .await
             .map_err(|e| AppendError::Other(describe(&e)))?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
-            [&name, &stream.aggregate_type(), &stream.instance_id(), &expected, &ids, &types, &data, &meta, &ts];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &name,
+            &stream.aggregate_type(),
+            &stream.instance_id(),
+            &expected,
+            &ids,
+            &types,
+            &data,
+            &meta,
+            &ts,
+            &versions,
+        ];
         let rows = client.query(&statement, &params).await.map_err(classify_append_error)?;
         let mut placed: Vec<(u64, u64)> = rows.iter().map(|r| (to_u64(r.get(0)), to_u64(r.get(1)))).collect();
         placed.sort_unstable();
@@ -155,8 +168,8 @@ impl Backend {
         let mut next = after.clone();
         for row in &rows {
             let record = record_from_row(row)?;
-            let stream = parse_stream(row.get(7))?;
-            let tx: &str = row.get(8);
+            let stream = parse_stream(row.get(8))?;
+            let tx: &str = row.get(9);
             let tx = u64::from_str(tx).map_err(|e| corrupt(format!("tx_id {tx}: {e}")))?;
             next = encode_position(tx, record.pos);
             events.push(StoredEvent { stream, record });
@@ -167,25 +180,27 @@ impl Backend {
     async fn read_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, IoError> {
         let client = get(&self.write).await?;
         let statement = client
-            .prepare_cached("SELECT seq, state FROM evfold.snapshots WHERE stream = $1")
+            .prepare_cached("SELECT seq, state, writer FROM evfold.snapshots WHERE stream = $1")
             .await
             .map_err(storage)?;
         let row = client.query_opt(&statement, &[&stream.to_string()]).await.map_err(storage)?;
-        Ok(row.map(|r| Snapshot { seq: to_u64(r.get(0)), state: r.get(1) }))
+        Ok(row.map(|r| Snapshot { seq: to_u64(r.get(0)), state: r.get(1), version: r.get(2) }))
     }
 
     async fn write_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), IoError> {
         let client = get(&self.write).await?;
         let statement = client
             .prepare_cached(
-                "INSERT INTO evfold.snapshots (stream, seq, state) VALUES ($1, $2, $3)
-                 ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state, updated_at = now()
-                 WHERE evfold.snapshots.seq < excluded.seq",
+                "INSERT INTO evfold.snapshots (stream, seq, state, writer) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq, state = excluded.state,
+                   writer = excluded.writer, updated_at = now()
+                 WHERE evfold.snapshots.seq < excluded.seq
+                    OR evfold.snapshots.writer IS DISTINCT FROM excluded.writer",
             )
             .await
             .map_err(storage)?;
         client
-            .execute(&statement, &[&stream.to_string(), &to_i64(snapshot.seq), &snapshot.state])
+            .execute(&statement, &[&stream.to_string(), &to_i64(snapshot.seq), &snapshot.state, &snapshot.version])
             .await
             .map_err(storage)?;
         Ok(())
@@ -195,27 +210,27 @@ impl Backend {
     pub async fn read_checkpoint(&self, reader: &str) -> Result<Option<Checkpoint>, IoError> {
         let client = get(&self.write).await?;
         let statement = client
-            .prepare_cached("SELECT position, cursors, state FROM evfold.checkpoints WHERE reader = $1")
+            .prepare_cached("SELECT position, cursors, state, writer FROM evfold.checkpoints WHERE reader = $1")
             .await
             .map_err(storage)?;
         let Some(row) = client.query_opt(&statement, &[&reader]).await.map_err(storage)? else { return Ok(None) };
         let cursors = serde_json::from_value(row.get(1)).map_err(|e| corrupt(format!("checkpoint {reader}: {e}")))?;
-        Ok(Some(Checkpoint { position: Position(row.get(0)), cursors, state: row.get(2) }))
+        Ok(Some(Checkpoint { position: Position(row.get(0)), cursors, state: row.get(2), version: row.get(3) }))
     }
 
     async fn write_checkpoint(&self, reader: &str, checkpoint: &Checkpoint) -> Result<(), IoError> {
         let client = get(&self.write).await?;
         let statement = client
             .prepare_cached(
-                "INSERT INTO evfold.checkpoints (reader, position, cursors, state) VALUES ($1, $2, $3, $4)
+                "INSERT INTO evfold.checkpoints (reader, position, cursors, state, writer) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (reader) DO UPDATE SET position = excluded.position, cursors = excluded.cursors,
-                   state = excluded.state, updated_at = now()",
+                   state = excluded.state, writer = excluded.writer, updated_at = now()",
             )
             .await
             .map_err(storage)?;
         let cursors = serde_json::to_value(&checkpoint.cursors).map_err(|e| corrupt(e.to_string()))?;
         client
-            .execute(&statement, &[&reader, &checkpoint.position.0, &cursors, &checkpoint.state])
+            .execute(&statement, &[&reader, &checkpoint.position.0, &cursors, &checkpoint.state, &checkpoint.version])
             .await
             .map_err(storage)?;
         Ok(())
@@ -280,6 +295,7 @@ fn record_from_row(row: &Row) -> Result<EventRecord, IoError> {
         pos: to_u64(row.get(1)),
         id: EventId(row.get(2)),
         event_type: row.get(3),
+        version: u32::try_from(row.get::<_, i32>(7)).unwrap_or(1),
         data: row.get(4),
         ts: Timestamp(to_u64(row.get(5))),
         meta,

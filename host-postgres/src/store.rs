@@ -155,12 +155,17 @@ impl PgStoreBuilder {
         };
         let shared = Arc::new(Shared::new(Backend { write, read }));
         let now = shared.now();
+        let schemas = evfold_core::Schemas::of(self.factories.values().map(|f| &**f));
         let mut machines = Vec::new();
         for p in self.projections {
-            machines.push(Machine::Projection(ProjectionMachine::new(p, self.reader_config.clone(), now)));
+            let mut machine = ProjectionMachine::new(p, self.reader_config.clone(), now);
+            machine.set_schemas(schemas.clone());
+            machines.push(Machine::Projection(machine));
         }
         for m in self.managers {
-            machines.push(Machine::Manager(ProcessManagerMachine::new(m, self.reader_config.clone(), now)));
+            let mut machine = ProcessManagerMachine::new(m, self.reader_config.clone(), now);
+            machine.set_schemas(schemas.clone());
+            machines.push(Machine::Manager(machine));
         }
         let mut receivers = Vec::new();
         let mut readers = Vec::new();

@@ -79,6 +79,7 @@ fn log_lines(events: &[Payload]) -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, payload)| {
             let new = NewEvent {
+                version: 1,
                 id: IdSeed(7).event_id(i),
                 payload: payload.clone(),
                 ts: Timestamp(1_700_000_000_000),

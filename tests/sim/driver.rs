@@ -622,6 +622,7 @@ impl Sim {
                     self.foreign_writes += 1;
                     let n = self.foreign_writes;
                     let event = NewEvent {
+                        version: 1,
                         id: IdSeed((1u128 << 127) | id_seed(self.seed, n).0).event_id(0),
                         payload: to_payload(&CounterEvent::Incremented).expect("tagged"),
                         ts: self.now,

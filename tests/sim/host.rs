@@ -472,7 +472,7 @@ mod tests {
 
     fn event(n: u64) -> NewEvent {
         let payload = Payload::new("Incremented", Value::Null);
-        NewEvent { id: EventId(format!("e{n}")), payload, ts: Timestamp(n), meta: Default::default() }
+        NewEvent { version: 1, id: EventId(format!("e{n}")), payload, ts: Timestamp(n), meta: Default::default() }
     }
 
     fn positions(result: IoResult) -> Vec<u64> {

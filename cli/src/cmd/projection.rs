@@ -53,11 +53,17 @@ async fn rebuild_projection(dir: &Path, args: &ProjectionArgs, out: &Out) -> Res
     state.map_err(|e| store::explain_failure(dir, e))
 }
 
-/// The saved checkpoint's position and state, if there is a usable one.
-fn saved(store: &AggregateStore, name: &str) -> Option<(u64, Value)> {
+/// The saved checkpoint's position and state, if there is a usable one: readable, and written
+/// by this `version` of the projection's code.
+fn saved(store: &AggregateStore, name: &str, version: &str) -> Option<(u64, Value)> {
     let path = store.layout().projection_dir(name).join(CHECKPOINT_FILE);
     let bytes = std::fs::read(&path).ok()?;
     match serde_json::from_slice::<Checkpoint>(&bytes) {
+        Ok(checkpoint) if checkpoint.written_by() != version => {
+            let written_by = checkpoint.written_by();
+            tracing::info!(path = %path.display(), written_by, version, "checkpoint of another version; folding every event");
+            None
+        }
         Ok(checkpoint) => Some((checkpoint.position.0.as_u64().unwrap_or(0), checkpoint.state)),
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "checkpoint unusable; folding every event");
@@ -73,7 +79,7 @@ async fn show(dir: &Path, mut projection: Box<dyn DynProjection>, out: &Out) -> 
     let fault = |f: evfold_core::Fault| anyhow!("projection {name} failed: {f}");
     let mut from = 1;
     let mut how = "folded every event read-only; no checkpoint".to_owned();
-    if let Some((position, state)) = saved(&store, &name) {
+    if let Some((position, state)) = saved(&store, &name, &projection.version()) {
         if projection.restore(&state).is_ok() {
             from = position + 1;
             how = format!("checkpoint at position {position}, then the events after it, read-only");
@@ -81,12 +87,14 @@ async fn show(dir: &Path, mut projection: Box<dyn DynProjection>, out: &Out) -> 
             projection.reset().map_err(fault)?;
         }
     }
+    let schemas = store.schemas();
     let bar = out.bar(store.durable_position(), "folding");
     bar.set_position(from - 1);
     loop {
         let page = store.read_all_page(from, PAGE).await.context("reading events")?;
         let Some(last) = page.last() else { break };
         from = last.record.pos + 1;
+        let (page, _skipped) = schemas.read_batch(page).map_err(|e| anyhow!("projection {name}: {e}"))?;
         projection.apply(&page).map_err(fault)?;
         bar.set_position(from - 1);
     }

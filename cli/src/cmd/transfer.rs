@@ -60,6 +60,7 @@ fn parse_line(line: usize, text: &str) -> Result<Imported> {
         return Err(bad("has no \"id\" (every `export` line has one)".into()).into());
     }
     let event = NewEvent {
+        version: 1,
         id: record.id,
         payload: Payload::new(record.event_type, record.data),
         ts: record.ts,

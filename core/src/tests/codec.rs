@@ -8,6 +8,7 @@ use crate::types::{EventId, EventRecord, Metadata, Timestamp};
 
 fn record(seq: u64, pos: u64, data: serde_json::Value) -> EventRecord {
     EventRecord {
+        version: 1,
         seq,
         pos,
         id: EventId(format!("00000000-0000-0000-0000-{seq:012x}")),

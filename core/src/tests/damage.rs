@@ -8,6 +8,7 @@ use crate::types::{EventId, EventRecord, Metadata, Timestamp};
 
 fn record(seq: u64, data: serde_json::Value) -> EventRecord {
     EventRecord {
+        version: 1,
         seq,
         pos: seq,
         id: EventId(format!("id-{seq}")),

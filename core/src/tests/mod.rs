@@ -8,5 +8,6 @@ mod depth;
 mod machines;
 mod names;
 mod payloads;
+mod schema;
 mod shapes;
 mod subscriptions;

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use evfold_core::{CommandError, DynAggregate, EventId, EventRecord, IoResult, NewEvent};
+use evfold_core::{CommandError, DynAggregate, EventId, EventRecord, Fault, IoResult, NewEvent};
 
 use super::{Actor, Reply};
 use crate::error::StoreError;
@@ -114,7 +114,8 @@ impl Actor {
     fn fold_log(&mut self) -> Result<Box<dyn DynAggregate>, StoreError> {
         let mut scratch = self.factory.instantiate().map_err(StoreError::Fault)?;
         let (records, _) = log::load_records(&self.log.path)?;
-        let payloads: Vec<_> = records.into_iter().map(EventRecord::into_payload).collect();
+        let (payloads, _skipped) =
+            evfold_core::schema::read_records(&*scratch, records).map_err(|e| StoreError::Fault(Fault::new(e)))?;
         scratch.apply(&payloads).map_err(StoreError::Fault)?;
         Ok(scratch)
     }

@@ -173,6 +173,7 @@ fn to_evfold(stream: &StreamId, seq: u64, line: u64, parsed: PeerLine) -> PeerEv
         None => derived_event_id(stream.aggregate_type(), stream.instance_id(), seq),
     };
     let event = NewEvent {
+        version: 1,
         id,
         payload: Payload::new(parsed.event_type, parsed.data),
         ts: Timestamp(parsed.ts.saturating_mul(1000)),

@@ -86,6 +86,7 @@ async fn json_level_execute_and_state() {
 
 fn incremented(id: &str) -> NewEvent {
     NewEvent {
+        version: 1,
         id: EventId(id.into()),
         payload: Payload::new("Incremented", serde_json::Value::Null),
         ts: Timestamp(1_700_000_000_000),
@@ -149,6 +150,7 @@ async fn an_injected_withdrawal_is_checked_against_the_streams_own_state() {
     account.execute(BankCommand::Deposit { amount: 10 }, ctx()).await.unwrap();
     for (i, amount) in [3u64, 4].into_iter().enumerate() {
         let withdrawal = NewEvent {
+            version: 1,
             id: EventId(format!("relay-w{i}")),
             payload: Payload::new("Withdrew", json!({ "amount": amount })),
             ts: Timestamp(1),

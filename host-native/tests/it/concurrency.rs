@@ -163,6 +163,7 @@ async fn mixed_operations_racing_eviction_keep_every_invariant() {
                         }
                         2 => {
                             let event = NewEvent {
+                                version: 1,
                                 id: EventId(format!("relay-{}", i % 40)),
                                 payload: Payload::new("Incremented", serde_json::Value::Null),
                                 ts: Timestamp(1),

@@ -44,6 +44,7 @@ async fn bad_ids_are_rejected_before_any_file_is_created() {
             .await;
         assert!(matches!(json, Err(ExecuteError::Store(StoreError::InvalidStreamId { .. }))), "{id:?}");
         let event = NewEvent {
+            version: 1,
             id: EventId("e".into()),
             payload: Payload::new("Incremented", serde_json::Value::Null),
             ts: Timestamp(0),

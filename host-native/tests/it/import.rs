@@ -403,6 +403,7 @@ async fn inject_run_for_import_appends_in_one_sync_and_skips_stored_ids() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_target(dir.path()).await;
     let event = |n: u64| NewEvent {
+        version: 1,
         id: EventId(format!("run-{n}")),
         payload: if n == 0 {
             Payload::new("Opened", json!({"owner": "ada"}))

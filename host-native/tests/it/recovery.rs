@@ -148,6 +148,7 @@ async fn an_event_the_aggregate_cannot_decode_is_an_error_not_skipped() {
     write_counter(dir.path(), 1).await;
     let path = log_path(dir.path());
     let record = evfold_core::EventRecord {
+        version: 1,
         seq: 2,
         pos: 2,
         id: evfold_core::EventId("odd".into()),

@@ -77,7 +77,7 @@ fn ctx() -> CommandContext {
 }
 
 fn event(id: &str, data: Value, meta: Metadata) -> NewEvent {
-    NewEvent { id: EventId(id.into()), payload: Payload::new("Stored", data), ts: Timestamp(1), meta }
+    NewEvent { version: 1, id: EventId(id.into()), payload: Payload::new("Stored", data), ts: Timestamp(1), meta }
 }
 
 /// The caller still owns what it lent to a call: take it apart without recursing.

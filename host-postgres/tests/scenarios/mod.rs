@@ -37,6 +37,7 @@ fn stream(kind: &str, id: &str) -> StreamId {
 
 fn new_event(id: String, type_name: &str) -> NewEvent {
     NewEvent {
+        version: 1,
         id: EventId(id),
         payload: Payload::new(type_name, json!({})),
         ts: Timestamp(1),
@@ -229,7 +230,7 @@ pub fn late_commit_is_never_skipped(_: &mut TempCluster, db: &str) {
         let row = tx
             .query_one(
                 "SELECT max(out_global_seq) FROM evfold.append('counter/slow', 'counter', 'slow', 0,
-                   ARRAY['slow-1'], ARRAY['Incremented'], ARRAY['null'::jsonb], ARRAY['{}'::jsonb], ARRAY[1::bigint])",
+                   ARRAY['slow-1'], ARRAY['Incremented'], ARRAY['null'::jsonb], ARRAY['{}'::jsonb], ARRAY[1::bigint], ARRAY[1])",
                 &[],
             )
             .await

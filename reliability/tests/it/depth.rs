@@ -110,6 +110,7 @@ fn stream() -> StreamId {
 
 fn new_event(data: Value, meta: Metadata) -> NewEvent {
     NewEvent {
+        version: 1,
         id: EventId("00000000-0000-0000-0000-0000000000aa".into()),
         payload: Payload::new("Stored", data),
         ts: Timestamp(1),
