@@ -416,9 +416,11 @@ impl Actor {
     }
 
     fn read_stream(&mut self, after_seq: u64) -> IoResult {
+        // The tail read with the snapshot serves only a read from the snapshot on: a machine
+        // that did not restore it (another state version, an unreadable state) reads it all.
         let records = match self.preloaded.take() {
-            Some(headers) => headers.records_after(&self.log.path, after_seq),
-            None => self.load_records(after_seq),
+            Some(headers) if after_seq >= headers.before_seq => headers.records_after(&self.log.path, after_seq),
+            _ => self.load_records(after_seq),
         };
         match records {
             Ok(records) => IoResult::Stream(records),

@@ -8,6 +8,7 @@ mod concurrency;
 mod containment;
 mod damage;
 mod durability;
+mod evolution;
 mod faults;
 mod holes;
 mod ids;
