@@ -41,6 +41,10 @@ const TESTS: &[(&str, TestFn)] = &[
         "process_manager_dead_letters_a_deep_command_at_once",
         scenarios::process_manager_dead_letters_a_deep_command_at_once,
     ),
+    (
+        "schema_evolution_upcasts_history_and_refolds_stale_state",
+        scenarios::schema_evolution_upcasts_history_and_refolds_stale_state,
+    ),
 ];
 
 fn main() {

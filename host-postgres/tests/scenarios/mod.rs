@@ -1,8 +1,10 @@
 //! The scenarios the harness in `pg.rs` runs, each on its own fresh database.
 
 mod depth;
+mod evolution;
 
 pub use depth::*;
+pub use evolution::*;
 
 use std::collections::BTreeSet;
 use std::future::Future;
