@@ -311,14 +311,12 @@ pub fn read_records(
             payloads.push(record.into_payload()); // the common case: nothing to upcast
             continue;
         }
-        let read = if schema.is_current(&record.event_type, record.version) {
-            Ok(vec![record.into_payload()])
-        } else {
-            schema.read(&record.event_type, record.version, record.data)
-        };
-        let read = read.and_then(|events| match events.iter().find(|e| skip && !aggregate.knows(&e.type_name)) {
-            Some(unknown) => Err(PayloadError::UnknownType { event_type: unknown.type_name.clone() }),
-            None => Ok(events),
+        // Upcast (a current event comes back as it is), then check every type it became.
+        let read = schema.read(&record.event_type, record.version, record.data).and_then(|events| {
+            match events.iter().find(|e| skip && !aggregate.knows(&e.type_name)) {
+                Some(unknown) => Err(PayloadError::UnknownType { event_type: unknown.type_name.clone() }),
+                None => Ok(events),
+            }
         });
         match read {
             Ok(events) => payloads.extend(events),
