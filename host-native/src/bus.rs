@@ -59,7 +59,7 @@ impl CommandBus {
         if !routes.contains(&A::AGGREGATE_TYPE) {
             routes.push(A::AGGREGATE_TYPE);
         }
-        self.store.register_factory(std::sync::Arc::new(evfold_core::TypedAggregateFactory::<A>::default()));
+        self.store.register_typed::<A>();
         self
     }
 

@@ -91,6 +91,14 @@ impl Inner {
         factories.entry(factory.aggregate_type().to_owned()).or_insert(factory);
     }
 
+    /// Registers typed aggregate `A` on first use: its factory (which builds `A::schema()`) is
+    /// made only when the type is not registered yet, not on every `get`.
+    pub(crate) fn register_typed<A: Aggregate>(&self) {
+        if !self.factories.read().expect("factories lock").contains_key(A::AGGREGATE_TYPE) {
+            self.register_factory(Arc::new(TypedAggregateFactory::<A>::default()));
+        }
+    }
+
     /// How readers read each registered aggregate type's events (its upcasters). Readers take
     /// it when they start: a type registered later (first used after open) is read as stored
     /// by readers already running, so register aggregates with upcasters on the builder.
@@ -658,6 +666,11 @@ impl AggregateStore {
         self.inner.schemas()
     }
 
+    /// [`Inner::register_typed`], for the command bus.
+    pub(crate) fn register_typed<A: Aggregate>(&self) {
+        self.inner.register_typed::<A>();
+    }
+
     /// Registers a factory after opening (no-op if the type is already registered).
     pub fn register_factory(&self, factory: Arc<dyn AggregateFactory>) {
         self.inner.register_factory(factory);
@@ -667,7 +680,7 @@ impl AggregateStore {
     /// first: nothing is created for an invalid one. `A` is registered on first use.
     pub async fn get<A: Aggregate>(&self, id: &str) -> Result<AggregateHandle<A>, StoreError> {
         let stream = layout::stream_id(A::AGGREGATE_TYPE, id)?;
-        self.inner.register_factory(Arc::new(TypedAggregateFactory::<A>::default()));
+        self.inner.register_typed::<A>();
         let mailbox = self.inner.mailbox_for(&stream)?;
         Ok(AggregateHandle {
             target: Arc::new(Target { store: self.clone(), stream, mailbox: Mutex::new(mailbox) }),
@@ -821,7 +834,7 @@ impl AggregateStore {
         ts: Timestamp,
         meta: evfold_core::Metadata,
     ) -> Result<InjectOutcome, StoreError> {
-        self.inner.register_factory(Arc::new(TypedAggregateFactory::<A>::default()));
+        self.inner.register_typed::<A>();
         let payload = to_payload(event).map_err(StoreError::Fault)?;
         // Written at the version this code writes the type at, as a decided event would be.
         let version =
